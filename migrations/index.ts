@@ -1,0 +1,10 @@
+import type { Knex } from 'knex';
+import * as state from './20261126_001_state.ts';
+
+/**
+ * Every migration, in order. Listed here rather than found by reading the folder, so the same
+ * list works from TypeScript sources and from the compiled dist/.
+ */
+export const migrations: Array<{ name: string } & Knex.Migration> = [
+  { name: '20261126_001_state', up: state.up, down: state.down },
+];

@@ -1,0 +1,78 @@
+import { Option, type Command } from 'commander';
+import { loadJob, loadProject, type JobConfig, type Project } from '../config/project.ts';
+import { createDeliveryEngine } from '../delivery/engine.ts';
+import { createDestination, type ResolvedDestination } from '../destinations/index.ts';
+import { ConveyError } from '../errors.ts';
+import { ndjsonTransport, type Transport } from '../pipeline/transport.ts';
+import { openSource, type Source } from '../source/connect.ts';
+import { openStateStore, stateLocation, type StateStore } from '../state/store.ts';
+import { systemClock } from '../time/clock.ts';
+import type { CliIO } from './io.ts';
+
+export interface CommonFlags {
+  project?: string;
+  json?: boolean;
+}
+
+/** Every command reads config/ and jobs/ from --project (default: the current folder). */
+export function withProjectOption(command: Command): Command {
+  return command.addOption(new Option('--project <dir>', 'folder holding config/ and jobs/ (default: the current folder)'));
+}
+
+export function projectFrom(io: CliIO, flags: CommonFlags): Project {
+  return loadProject(flags.project ?? io.cwd, io.env);
+}
+
+/** Opens the state store (CONVEY_STATE_URL, or embedded under <project>/.convey/) for `fn`. */
+export async function withState<T>(io: CliIO, project: Project, command: string, fn: (store: StateStore) => Promise<T>): Promise<T> {
+  const store = await openStateStore(stateLocation(project.dir, io.env), command);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+export async function withSource<T>(job: JobConfig, command: string, fn: (source: Source) => Promise<T>): Promise<T> {
+  const source = await openSource(job.source, command);
+  try {
+    return await fn(source);
+  } finally {
+    await source.close();
+  }
+}
+
+/** Sends over HTTP through the delivery engine, or appends to the `file` destination's NDJSON. */
+export function createTransport(io: CliIO, job: JobConfig, resolved: ResolvedDestination): Transport {
+  if (resolved.output.kind === 'file') return ndjsonTransport(resolved.output.path === '-' ? io.stdout : resolved.output.path);
+  const engine = createDeliveryEngine({
+    clock: systemClock,
+    logger: io.logger.child({ job: job.name }),
+    rateLimit: job.rateLimit,
+    retry: job.retry,
+    timeouts: job.timeouts,
+    signal: io.signal,
+  });
+  return {
+    send: (request) => engine.send(request),
+    requestCount: () => engine.stats().requests,
+    stats: () => engine.stats() as unknown as Record<string, unknown>,
+    close: () => engine.close(),
+  };
+}
+
+export function resolveJob(project: Project, name: string): { job: JobConfig; resolved: ResolvedDestination } {
+  const job = loadJob(project, name);
+  return { job, resolved: createDestination(job.destination) };
+}
+
+/** Parses a non-negative integer flag. */
+export function nonNegativeInteger(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) {
+      throw new ConveyError('USAGE', `${flag} must be a whole number ≥ 0, got ${JSON.stringify(value)}`, { hint: `e.g. ${flag} 100` });
+    }
+    return n;
+  };
+}

@@ -1,0 +1,86 @@
+import { Command, CommanderError } from 'commander';
+import { ConveyError, toConveyError } from '../errors.ts';
+import { createLogger, type LogLevel } from '../log.ts';
+import { conveyVersion } from '../package-root.ts';
+import { demoCommand } from './commands/demo.ts';
+import { migrateCommand } from './commands/migrate.ts';
+import { receiverCommand } from './commands/receiver.ts';
+import { runCommand } from './commands/run.ts';
+import { ExitCode, exitCodeForError } from './exit-codes.ts';
+import type { CliIO } from './io.ts';
+
+/** Builds the command tree; commands report their exit code with `io.setExitCode`, never exit. */
+export function buildProgram(io: CliIO): Command {
+  const program = new Command('convey')
+    .description('Send offline conversions from SQL to Optimizely, each exactly once.')
+    .version(conveyVersion)
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    })
+    .exitOverride();
+  for (const make of [runCommand, migrateCommand, receiverCommand, demoCommand]) {
+    program.addCommand(make(io).exitOverride());
+  }
+  return program;
+}
+
+/** Prints an error the way an on-call engineer needs it: what, and how to fix it. */
+export function reportError(io: CliIO, error: unknown): number {
+  const conveyError = toConveyError(error);
+  io.logger.error(conveyError.message, { code: conveyError.code, ...(conveyError.hint ? { hint: conveyError.hint } : {}) });
+  if (conveyError.code === 'INTERNAL' && conveyError.cause instanceof Error) io.logger.debug(conveyError.cause.stack ?? '');
+  return exitCodeForError(conveyError.code);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const controller = new AbortController();
+  const isTTY = process.stdout.isTTY === true;
+  const logger = createLogger({
+    level: (process.env.CONVEY_LOG_LEVEL as LogLevel | undefined) ?? 'info',
+    format: process.stderr.isTTY ? 'human' : 'json',
+  });
+  let exitCode: number = ExitCode.OK;
+  const io: CliIO = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    isTTY,
+    env: process.env,
+    cwd: process.cwd(),
+    logger,
+    signal: controller.signal,
+    setExitCode: (code) => {
+      exitCode = code;
+    },
+  };
+
+  // First signal: stop gracefully (finish what is in flight, record it, print the summary).
+  // Second: leave now; the ledger still lets the next run finish the work.
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals === 1) {
+      logger.warn(`${signal}: stopping: no new reads, finishing requests in flight (send ${signal} again to exit at once)`);
+      controller.abort(signal);
+      return;
+    }
+    process.exit(signal === 'SIGTERM' ? ExitCode.SIGTERM : ExitCode.SIGINT);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    await buildProgram(io).parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end here too, with code 0.
+      return error.exitCode === 0 ? ExitCode.OK : ExitCode.CONFIG;
+    }
+    return reportError(io, error instanceof ConveyError ? error : toConveyError(error));
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

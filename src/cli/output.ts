@@ -1,0 +1,77 @@
+import type { Writable } from 'node:stream';
+import type { RunCounts } from '../pipeline/counts.ts';
+import type { RunSummary } from '../pipeline/run-job.ts';
+import type { Window } from '../source/pages.ts';
+
+const n = (value: number): string => value.toLocaleString('en-US');
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const minutes = Math.floor(ms / 60_000);
+  return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+/** The summary an on-call engineer reads in the morning: every count, nothing rounded away. */
+export function formatSummary(s: RunSummary): string {
+  const lines = [`convey ${s.mode} ${s.job} (run ${s.runId}): ${s.status} in ${formatDuration(s.durationMs)}`];
+  if (s.window) lines.push(`  window        ${s.window.start} → ${s.window.end}`);
+  lines.push(`  read          ${n(s.read)} rows`);
+  lines.push(`  sent          ${n(s.sent)}`);
+  lines.push(`  already sent  ${n(s.alreadySent)}`);
+  lines.push(`  rejected      ${n(s.rejected)}${s.rejected ? `   (convey rejects ${s.job})` : ''}`);
+  lines.push(`  failed        ${n(s.failed)}${s.failed ? '   (sent first by the next run; convey retry to send now)' : ''}`);
+  if (s.deferred) lines.push(`  deferred      ${n(s.deferred)}   (stopped before sending; sent first by the next run)`);
+  if (s.skipped) lines.push(`  skipped       ${n(s.skipped)}   (held by another run, or handled by this run's retry step)`);
+  if (s.retried || s.resent) {
+    lines.push(`  from earlier  ${n(s.retried)} failed before and retried, ${n(s.resent)} resent after an interruption (included above)`);
+  }
+  lines.push(`  requests      ${n(s.requests)}`);
+  const delivery = s.delivery as { configuredRate?: number | null; effectiveRate?: number | null; minEffectiveRate?: number | null; rateDecreases?: number; status429?: number } | undefined;
+  if (delivery?.rateDecreases) {
+    lines.push(`  rate          ${delivery.configuredRate}/s configured, lowered ${delivery.rateDecreases} times by 429s to ${delivery.minEffectiveRate}/s, ${delivery.effectiveRate}/s at the end`);
+  }
+  if (s.watermark.before !== s.watermark.after || s.watermark.after) {
+    lines.push(`  watermark     ${s.watermark.before ?? '(none)'} → ${s.watermark.after ?? '(none)'}`);
+  }
+  if (s.error) lines.push(`  error         ${s.error}`);
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * A live progress line on a terminal (never when output is a pipe or a file): sent, rate, errors,
+ * and an ETA when the window's row count is known.
+ */
+export class ProgressLine {
+  private last = 0;
+  private readonly started = performance.now();
+  private total: number | undefined;
+  private shown = false;
+
+  constructor(private readonly out: Writable & { isTTY?: boolean; columns?: number }, private readonly label: string) {}
+
+  setTotal(total: number): void {
+    this.total = total;
+  }
+
+  update(counts: RunCounts, _window?: Window): void {
+    const now = performance.now();
+    if (now - this.last < 200) return;
+    this.last = now;
+    const seconds = (now - this.started) / 1000;
+    const done = counts.read;
+    const rate = seconds > 0 ? counts.sent / seconds : 0;
+    let eta = '';
+    if (this.total && done > 0 && done < this.total) {
+      eta = `, ETA ${formatDuration(((this.total - done) / done) * seconds * 1000)}`;
+    }
+    const of = this.total ? `/${n(this.total)}` : '';
+    const text = `${this.label}: read ${n(done)}${of}, sent ${n(counts.sent)} (${n(Math.round(rate))}/s), already ${n(counts.alreadySent)}, rejected ${n(counts.rejected)}, failed ${n(counts.failed)}${eta}`;
+    this.out.write(`\r${text.slice(0, (this.out.columns ?? 120) - 1)}\x1b[K`);
+    this.shown = true;
+  }
+
+  done(): void {
+    if (this.shown) this.out.write('\r\x1b[K');
+  }
+}

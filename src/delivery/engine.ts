@@ -1,0 +1,383 @@
+import type { Dispatcher } from 'undici';
+import { ConveyError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Clock } from '../time/clock.ts';
+import { AdaptiveRate } from './adaptive-rate.ts';
+import { createHttpClient, DEFAULT_TIMEOUTS, type HttpClient, type HttpTimeouts } from './http-client.ts';
+import { PauseGate } from './pause-gate.ts';
+import type { OutboundRequest, SendResult } from './request.ts';
+import { resolveRetryOptions, RetryPolicy, type AttemptOutcome, type RetryOptions } from './retry-policy.ts';
+import { TokenBucket } from './token-bucket.ts';
+
+/**
+ * The delivery engine: between the ledger and the socket. For each request, in order:
+ *
+ *   concurrency slot → wait out any Retry-After pause → token at the effective rate → send →
+ *   classify (retry-policy.ts) → return, or give the slot back, wait the backoff, and go again.
+ *
+ * Decisions:
+ * - A request waiting out its backoff does NOT hold a concurrency slot; it queues for one again
+ *   (behind the requests already waiting). Holding it would let a few failing requests starve the
+ *   healthy ones: with 30% 500s and up to 3.75 s of backoff, most slots would sit idle. Requests
+ *   in flight still never exceed `concurrency` (the slot is held from the pause wait to the
+ *   response): `stats().maxInFlight` proves it.
+ * - A Retry-After pause is waited out inside the slot: every request is paused then anyway.
+ * - 429/503 answers that carry a usable Retry-After do not use up `maxAttempts`; they are charged
+ *   to `maxThrottledAttempts` (default 20) instead, so obeying a throttling endpoint does not turn
+ *   into failures, and an endpoint that throttles forever still ends. `attempts` in the result
+ *   counts every HTTP attempt, throttled or not.
+ *
+ * Graceful stop (`signal`): not started → `cancelled` (attempts 0); in flight → finishes (bounded
+ * by the timeouts); waiting for a retry → `failed` "stopped before retry: …" (it may have reached
+ * the server). Nothing else can keep `send` waiting once the signal fires.
+ */
+
+export interface DeliveryOptions {
+  /** Injected network seam; default: the engine creates an Agent and closes it in close(). */
+  dispatcher?: Dispatcher;
+  clock: Clock;
+  /** [0, 1); for backoff jitter. Default Math.random. */
+  random?: () => number;
+  logger: Logger;
+  /** perSecond undefined = unlimited. */
+  rateLimit: { perSecond?: number; concurrency: number };
+  retry?: Partial<RetryOptions>;
+  timeouts?: Partial<HttpTimeouts>;
+  /** AIMD on 429 (adaptive-rate.ts). Default true. */
+  adaptive?: boolean;
+  /** Graceful stop; see above. */
+  signal?: AbortSignal;
+}
+
+export interface DeliveryStats {
+  /** HTTP attempts made (every try, retries included). */
+  requests: number;
+  delivered: number;
+  refused: number;
+  failed: number;
+  cancelled: number;
+  /** Attempts that were followed by another attempt. */
+  retries: number;
+  status429: number;
+  status5xx: number;
+  networkErrors: number;
+  timeouts: number;
+  /** Attempts that threw something the retry table does not know (not retried). */
+  otherErrors: number;
+  /** Total time the destination was paused by Retry-After. */
+  pausedMs: number;
+  /** Configured requests/s; null = unlimited. */
+  configuredRate: number | null;
+  /** Effective requests/s now (after AIMD); null = unlimited. */
+  effectiveRate: number | null;
+  minEffectiveRate: number | null;
+  rateDecreases: number;
+  inFlight: number;
+  maxInFlight: number;
+}
+
+/**
+ * Concurrency slots: a counting semaphore with a FIFO queue. Not p-limit: p-limit wraps every call
+ * in three promises and a closure, which measured 1.3 µs of the engine's 3.0 µs per request
+ * against an instant dispatcher (and its queue cannot be left by one waiter). `acquire` resolves
+ * false when the queue is cleared (the run is stopping).
+ */
+class Slots {
+  #free: number;
+  /** Waiters from `#head` on; a caller may queue a whole night's rows at once, so no O(n) shift. */
+  #queue: Array<(granted: boolean) => void> = [];
+  #head = 0;
+
+  constructor(size: number) {
+    this.#free = size;
+  }
+
+  tryAcquire(): boolean {
+    if (this.#free > 0 && this.#head === this.#queue.length) {
+      this.#free--;
+      return true;
+    }
+    return false;
+  }
+
+  acquire(): Promise<boolean> {
+    return new Promise((resolve) => this.#queue.push(resolve));
+  }
+
+  /** Hand the slot straight to the next waiter, so a newcomer cannot overtake the queue. */
+  release(): void {
+    if (this.#head === this.#queue.length) {
+      this.#free++;
+      return;
+    }
+    const next = this.#queue[this.#head]!;
+    this.#queue[this.#head++] = undefined as never;
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head >= 4096 && this.#head * 2 >= this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    next(true);
+  }
+
+  /** Turn every waiter away. */
+  clear(): void {
+    const waiters = this.#queue.slice(this.#head);
+    this.#queue = [];
+    this.#head = 0;
+    for (const waiter of waiters) waiter(false);
+  }
+}
+
+const finite = (rate: number): number | null => (rate === Infinity ? null : rate);
+
+export class DeliveryEngine {
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #signal: AbortSignal | undefined;
+  readonly #policy: RetryPolicy;
+  readonly #http: HttpClient;
+  readonly #slots: Slots;
+  readonly #gate: PauseGate;
+  readonly #bucket: TokenBucket;
+  readonly #adaptive: AdaptiveRate | undefined;
+  readonly #configuredRate: number;
+  readonly #onAbort: () => void;
+  #closed = false;
+
+  #requests = 0;
+  #delivered = 0;
+  #refused = 0;
+  #failed = 0;
+  #cancelled = 0;
+  #retries = 0;
+  #status429 = 0;
+  #status5xx = 0;
+  #networkErrors = 0;
+  #timeouts = 0;
+  #otherErrors = 0;
+  #inFlight = 0;
+  #maxInFlight = 0;
+
+  constructor(options: DeliveryOptions) {
+    const { rateLimit } = options;
+    if (!Number.isInteger(rateLimit.concurrency) || rateLimit.concurrency < 1) {
+      throw new ConveyError(
+        'CONFIG_INVALID',
+        `rateLimit.concurrency must be an integer ≥ 1 (got ${JSON.stringify(rateLimit.concurrency)})`,
+      );
+    }
+    const perSecond = rateLimit.perSecond;
+    if (perSecond !== undefined && !(Number.isFinite(perSecond) && perSecond > 0)) {
+      throw new ConveyError(
+        'CONFIG_INVALID',
+        `rateLimit.perSecond must be a positive number (got ${JSON.stringify(perSecond)})`,
+        { hint: 'Leave it out for no rate limit.' },
+      );
+    }
+    const timeouts: HttpTimeouts = { ...DEFAULT_TIMEOUTS };
+    for (const key of ['connectMs', 'headersMs', 'bodyMs'] as const) {
+      const value = options.timeouts?.[key];
+      if (value === undefined) continue;
+      if (!(Number.isFinite(value) && value > 0)) {
+        throw new ConveyError('CONFIG_INVALID', `timeouts.${key} must be a positive number of ms (got ${JSON.stringify(value)})`, {
+          hint: `Default: ${DEFAULT_TIMEOUTS[key]}.`,
+        });
+      }
+      timeouts[key] = value;
+    }
+
+    this.#clock = options.clock;
+    this.#logger = options.logger;
+    this.#signal = options.signal;
+    const clock = options.clock;
+    this.#policy = new RetryPolicy(resolveRetryOptions(options.retry), {
+      random: options.random ?? Math.random,
+      now: () => clock.now(),
+    });
+    this.#http = createHttpClient({
+      dispatcher: options.dispatcher,
+      connections: rateLimit.concurrency,
+      timeouts,
+    });
+    this.#slots = new Slots(rateLimit.concurrency);
+    this.#gate = new PauseGate(clock);
+    this.#configuredRate = perSecond ?? Infinity;
+    this.#bucket = new TokenBucket(clock, this.#configuredRate);
+    this.#adaptive =
+      options.adaptive === false
+        ? undefined
+        : new AdaptiveRate({
+            clock,
+            limit: this.#configuredRate,
+            onChange: (rate, reason) => {
+              this.#bucket.setRate(rate);
+              const fields = { effectiveRate: finite(rate), configuredRate: finite(this.#configuredRate) };
+              if (reason === 'throttled') this.#logger.warn('endpoint throttling (429): send rate lowered', fields);
+              else this.#logger.debug('send rate raised', fields);
+            },
+          });
+    // On abort, every request still waiting for a slot is turned away at once.
+    this.#onAbort = () => this.#slots.clear();
+    this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /** Deliver one request, retrying per the retry table. Never throws for HTTP or network trouble. */
+  async send(request: OutboundRequest): Promise<SendResult> {
+    if (this.#closed) {
+      throw new ConveyError('INTERNAL', 'DeliveryEngine.send() called after close()', {
+        hint: 'Await every send() before closing the engine.',
+      });
+    }
+    const signal = this.#signal;
+    let attempts = 0;
+    let counted = 0;
+    let throttled = 0;
+    let lastError = '';
+    for (;;) {
+      if (signal?.aborted) return this.#stopped(attempts, lastError);
+      if (!this.#slots.tryAcquire() && !(await this.#slots.acquire())) return this.#stopped(attempts, lastError);
+      let outcome: AttemptOutcome;
+      try {
+        if ((this.#gate.active || !this.#bucket.tryTake()) && !(await this.#waitForTurn())) {
+          return this.#stopped(attempts, lastError);
+        }
+        // Checked once more at the last moment: "not started" must mean it never left.
+        if (signal?.aborted) return this.#stopped(attempts, lastError);
+        outcome = await this.#dispatch(request);
+      } finally {
+        this.#slots.release();
+      }
+      attempts++;
+
+      const decision = this.#policy.decide(outcome, { counted, throttled });
+      switch (decision.action) {
+        case 'deliver':
+          this.#delivered++;
+          this.#adaptive?.onSuccess();
+          return { kind: 'delivered', status: decision.status, attempts };
+        case 'refuse':
+          this.#refused++;
+          this.#adaptive?.onSuccess();
+          return { kind: 'refused', status: decision.status, body: decision.body, attempts };
+        case 'fail':
+          this.#count(decision.cause, decision.status);
+          if (decision.status === 429) this.#adaptive?.onThrottled();
+          this.#failed++;
+          return decision.status === undefined
+            ? { kind: 'failed', error: decision.error, attempts }
+            : { kind: 'failed', error: decision.error, status: decision.status, attempts };
+        case 'retry':
+          break;
+      }
+
+      this.#count(decision.cause, decision.status);
+      if (decision.status === 429) this.#adaptive?.onThrottled();
+      this.#retries++;
+      lastError = decision.error;
+      if (decision.throttled) throttled++;
+      else counted++;
+      this.#logger.debug('retrying', { url: request.url, attempts, error: decision.error });
+      if (decision.pauseMs > 0) {
+        if (this.#gate.pauseFor(decision.pauseMs)) {
+          this.#logger.warn('endpoint asked us to wait (Retry-After): destination paused', {
+            pauseMs: Math.round(decision.pauseMs),
+            status: decision.status,
+          });
+        }
+        continue;
+      }
+      if (signal?.aborted) return this.#stopped(attempts, lastError);
+      try {
+        await this.#clock.sleep(decision.backoffMs, signal);
+      } catch {
+        return this.#stopped(attempts, lastError);
+      }
+    }
+  }
+
+  stats(): DeliveryStats {
+    const adaptive = this.#adaptive;
+    return {
+      requests: this.#requests,
+      delivered: this.#delivered,
+      refused: this.#refused,
+      failed: this.#failed,
+      cancelled: this.#cancelled,
+      retries: this.#retries,
+      status429: this.#status429,
+      status5xx: this.#status5xx,
+      networkErrors: this.#networkErrors,
+      timeouts: this.#timeouts,
+      otherErrors: this.#otherErrors,
+      pausedMs: Math.round(this.#gate.pausedMs()),
+      configuredRate: finite(this.#configuredRate),
+      effectiveRate: finite(this.#bucket.rate),
+      minEffectiveRate: finite(adaptive ? adaptive.min() : this.#configuredRate),
+      rateDecreases: adaptive ? adaptive.decreases() : 0,
+      inFlight: this.#inFlight,
+      maxInFlight: this.#maxInFlight,
+    };
+  }
+
+  /** Close the engine's own dispatcher (waiting for requests in flight). Call after every send() settled. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    await this.#http.close();
+  }
+
+  /**
+   * Inside a slot: wait out a pause, then for a token. Only called when one of them is not
+   * free right now, so the common path costs no promise. False when the run is stopping.
+   */
+  async #waitForTurn(): Promise<boolean> {
+    const signal = this.#signal;
+    try {
+      if (this.#gate.active) await this.#gate.wait(signal);
+      if (!this.#bucket.tryTake()) await this.#bucket.take(signal);
+      return true;
+    } catch {
+      return false; // both only reject when the signal aborts
+    }
+  }
+
+  /** One HTTP exchange, inside a slot, after the token. Resolves with the outcome; never rejects. */
+  async #dispatch(request: OutboundRequest): Promise<AttemptOutcome> {
+    this.#requests++;
+    this.#adaptive?.recordSend();
+    if (++this.#inFlight > this.#maxInFlight) this.#maxInFlight = this.#inFlight;
+    try {
+      return await this.#http.request(request);
+    } catch (error) {
+      return { error };
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  #count(cause: 'status' | 'network' | 'timeout' | 'unexpected', status: number | undefined): void {
+    if (cause === 'network') this.#networkErrors++;
+    else if (cause === 'timeout') this.#timeouts++;
+    else if (cause === 'unexpected') this.#otherErrors++;
+    else if (status === 429) this.#status429++;
+    else if (status !== undefined && status >= 500) this.#status5xx++;
+  }
+
+  #stopped(attempts: number, lastError: string): SendResult {
+    if (attempts === 0) {
+      this.#cancelled++;
+      return { kind: 'cancelled', attempts: 0 };
+    }
+    this.#failed++;
+    return { kind: 'failed', error: `stopped before retry: ${lastError}`, attempts };
+  }
+}
+
+/** Same as `new DeliveryEngine(options)`, for callers that prefer a factory. */
+export function createDeliveryEngine(options: DeliveryOptions): DeliveryEngine {
+  return new DeliveryEngine(options);
+}

@@ -1,0 +1,21 @@
+/**
+ * What the delivery engine sends and what it reports back. Destinations build requests; the
+ * engine knows nothing of conversions, only of HTTP.
+ */
+export interface OutboundRequest {
+  method: 'GET' | 'POST';
+  /** Absolute URL, e.g. `https://logx.optimizely.com/v1/events`. */
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+export type SendResult =
+  /** 2xx (or 3xx): the endpoint took it. */
+  | { kind: 'delivered'; status: number; attempts: number }
+  /** 4xx other than 429 (and 408): the payload is wrong; retrying cannot help. */
+  | { kind: 'refused'; status: number; body: string; attempts: number }
+  /** Retries ran out (network errors, timeouts, 429, 5xx): try again in a later run. */
+  | { kind: 'failed'; error: string; status?: number; attempts: number }
+  /** Never left (the run is stopping): the caller releases it for the next run. */
+  | { kind: 'cancelled'; attempts: number };

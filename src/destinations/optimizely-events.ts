@@ -1,0 +1,158 @@
+import type { Conversion, Rejection } from '../check/conversion.ts';
+import type { EventsDestinationConfig } from '../config/project.ts';
+import { conveyVersion } from '../package-root.ts';
+import { toEpochMillis } from '../time/instant.ts';
+import type { Destination, Encoded, PlannedRequest } from './destination.ts';
+import { conversionUuid } from './idempotency.ts';
+
+/** Columns the Event API has no field for: sending them would drop data silently. */
+const UNSUPPORTED = ['segments'];
+
+interface Snapshot {
+  decisions?: Array<Record<string, unknown>>;
+  events: Array<Record<string, unknown>>;
+}
+
+/**
+ * Optimizely's Event API: `POST /v1/events`, a JSON EventBatch carrying many visitors. Each
+ * conversion is one event with a uuid derived from its idempotency key and its real time, so
+ * resends are de-duplicated by Optimizely. Conversions of one visitor (with the same attributes)
+ * share one `visitors[]` entry.
+ */
+export function optimizelyEvents(config: EventsDestinationConfig, ledgerKey = `optimizely-events:${config.accountId}`): Destination {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (config.strict) headers['x-optimizely-strict'] = 'true';
+  const envelope = JSON.stringify({
+    account_id: config.accountId,
+    ...(config.projectId ? { project_id: config.projectId } : {}),
+    anonymize_ip: config.anonymizeIp,
+    client_name: 'convey',
+    client_version: conveyVersion,
+    enrich_decisions: true,
+  });
+  // `{...,"visitors":[` + visitors joined by commas + `]}`
+  const prefix = `${envelope.slice(0, -1)},"visitors":[`;
+  const suffix = ']}';
+  const fixedBytes = Buffer.byteLength(prefix) + suffix.length;
+
+  return {
+    type: 'optimizely-events',
+    key: ledgerKey,
+    label: `Optimizely Event API, account ${config.accountId}, ${config.endpoint}`,
+    splittable: true,
+
+    checkColumns(columns) {
+      const problems: string[] = [];
+      if (!columns.has('event_id')) {
+        problems.push('the Event API needs event_id (the event\'s entity id in Optimizely); add it to the SELECT');
+      }
+      for (const column of UNSUPPORTED) {
+        if (columns.has(column)) problems.push(`the Event API has no field for ${column} (a classic-only column); remove it or use optimizely-classic`);
+      }
+      return problems;
+    },
+
+    refuse(c): Rejection | undefined {
+      if (c.eventId === undefined) return { code: 'missing_event_id', reason: 'event_id is empty: the Event API needs the event\'s entity id' };
+      if (c.campaignId !== undefined) {
+        if (c.experiments.length === 0) {
+          return { code: 'bad_campaign_id', reason: 'campaign_id is set but no experiment and variation: a decision needs all three' };
+        }
+        const multivariate = c.experiments.find((e) => e.variationIds.length > 1);
+        if (multivariate) {
+          return {
+            code: 'multivariate_decision',
+            reason: `experiment ${multivariate.experimentId} has several variations (${multivariate.variationIds.join('_')}); an Event API decision takes one`,
+          };
+        }
+      }
+      return undefined;
+    },
+
+    event: (c) => c.eventId ?? '',
+
+    encode(c): Encoded {
+      const event: Record<string, unknown> = {
+        entity_id: c.eventId,
+        ...(c.eventKey === undefined ? {} : { key: c.eventKey }),
+        timestamp: toEpochMillis(c.occurredAt),
+        uuid: conversionUuid(ledgerKey, c.eventId ?? '', c.conversionId),
+      };
+      if (c.revenueCents !== undefined) event.revenue = c.revenueCents;
+      if (c.value !== undefined) event.value = c.value;
+      if (c.quantity !== undefined) event.quantity = c.quantity;
+      if (c.tags !== undefined) event.tags = c.tags;
+      const snapshot: Snapshot = { events: [event] };
+      if (c.campaignId !== undefined) {
+        snapshot.decisions = c.experiments.map((e) => ({
+          campaign_id: c.campaignId,
+          experiment_id: e.experimentId,
+          variation_id: e.variationIds[0],
+          is_campaign_holdback: false,
+        }));
+      }
+      const attributes = c.attributes.length
+        ? `"attributes":${JSON.stringify(c.attributes.map((a) => ({ type: a.type, entity_id: a.entityId, key: a.key, value: a.value })))},`
+        : '';
+      // Written by hand in this fixed order (snapshots last) so `split` can cut it without parsing.
+      const payload = `{"visitor_id":${JSON.stringify(c.visitorId)},${attributes}${SNAPSHOTS}${JSON.stringify(snapshot)}]}`;
+      return { event: c.eventId ?? '', conversionId: c.conversionId, payload };
+    },
+
+    requests(items) {
+      const planned: PlannedRequest[] = [];
+      let groups = new Map<string, { head: string; snapshots: string[]; items: Encoded[] }>();
+      let bytes = fixedBytes;
+      const flush = (): void => {
+        if (groups.size === 0) return;
+        const visitors: string[] = [];
+        const carried: Encoded[] = [];
+        for (const g of groups.values()) {
+          visitors.push(`${g.head}${g.snapshots.join(',')}]}`);
+          carried.push(...g.items);
+        }
+        planned.push({
+          request: { method: 'POST', url: config.endpoint, headers, body: `${prefix}${visitors.join(',')}${suffix}` },
+          items: carried,
+        });
+        groups = new Map();
+        bytes = fixedBytes;
+      };
+      for (const item of items) {
+        const { head, snapshot } = split(item.payload);
+        const existing = groups.get(head);
+        // Measured in UTF-8 bytes, the unit of the 3.5 MB limit. A new visitor entry costs the whole
+        // payload and a comma; joining an existing one, its snapshot and a comma.
+        const snapshotBytes = Buffer.byteLength(snapshot);
+        const cost = existing ? snapshotBytes + 1 : Buffer.byteLength(head) + snapshotBytes + 3;
+        if (bytes + cost > config.maxBatchBytes && groups.size > 0) {
+          flush();
+          groups.set(head, { head, snapshots: [snapshot], items: [item] });
+          bytes += Buffer.byteLength(head) + snapshotBytes + 3;
+          continue;
+        }
+        if (existing) {
+          existing.snapshots.push(snapshot);
+          existing.items.push(item);
+        } else {
+          groups.set(head, { head, snapshots: [snapshot], items: [item] });
+        }
+        bytes += cost;
+      }
+      flush();
+      return planned;
+    },
+  };
+}
+
+const SNAPSHOTS = '"snapshots":[';
+
+/**
+ * Cuts a stored visitor payload into its head (visitor_id and attributes: what identifies its
+ * visitors[] entry) and its snapshot. Attribute values are scalars, so the first `"snapshots":[`
+ * outside a string is the one `encode` wrote.
+ */
+function split(payload: string): { head: string; snapshot: string } {
+  const at = payload.indexOf(SNAPSHOTS) + SNAPSHOTS.length;
+  return { head: payload.slice(0, at), snapshot: payload.slice(at, -2) };
+}

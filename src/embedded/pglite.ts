@@ -1,0 +1,134 @@
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname } from 'node:path';
+import type pg from 'pg';
+import { ConveyError } from '../errors.ts';
+
+/**
+ * An embedded PostgreSQL (PGlite, compiled to WebAssembly) in a folder, served over the PostgreSQL
+ * wire protocol on a loopback port by @electric-sql/pglite-socket, so convey's ordinary `pg` and
+ * knex code paths talk to it exactly as they talk to a server. PGlite is a single session: one
+ * connection, and one process per folder. Two processes on one folder would each keep their own
+ * copy in memory and silently lose each other's writes, so the folder is guarded by a lock file.
+ */
+export interface EmbeddedPostgres {
+  connection: pg.ClientConfig;
+  dataDir: string;
+  /** Adds facts (the run id, the job) to the lock file, for the message another process gets. */
+  describeHolder(info: Record<string, unknown>): void;
+  close(): Promise<void>;
+}
+
+export interface LockHolder {
+  pid: number;
+  host: string;
+  startedAt: string;
+  command?: string;
+  [key: string]: unknown;
+}
+
+export async function startEmbeddedPostgres(dataDir: string, command: string): Promise<EmbeddedPostgres> {
+  mkdirSync(dirname(dataDir), { recursive: true });
+  const lockFile = `${dataDir}.lock`;
+  let holder: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), command };
+  acquireLockFile(lockFile, holder, dataDir);
+  const release = (): void => {
+    try {
+      const current = readHolder(lockFile);
+      if (current?.pid === process.pid) unlinkSync(lockFile);
+    } catch {
+      // already gone
+    }
+  };
+  process.once('exit', release);
+
+  try {
+    // Loaded on demand: 27 MB of WebAssembly that a PostgreSQL-backed run never needs.
+    const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([
+      import('@electric-sql/pglite'),
+      import('@electric-sql/pglite-socket'),
+    ]);
+    const db = await PGlite.create(dataDir);
+    // Two, not one: a closing connection (the migrator's) may still be counted for a moment while the
+    // next one opens. convey never uses two at the same time (see state/db.ts, singleConnection).
+    const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 2 });
+    await server.start();
+    const port = (server as unknown as { port: number }).port;
+    return {
+      dataDir,
+      connection: { host: '127.0.0.1', port, user: 'postgres', database: 'postgres' },
+      describeHolder(info) {
+        holder = { ...holder, ...info };
+        writeFileSync(lockFile, JSON.stringify(holder));
+      },
+      async close() {
+        await server.stop();
+        await db.close();
+        process.removeListener('exit', release);
+        release();
+      },
+    };
+  } catch (error) {
+    process.removeListener('exit', release);
+    release();
+    throw new ConveyError('STATE_ERROR', `cannot open the embedded database in ${dataDir}: ${(error as Error).message}`, {
+      cause: error,
+      hint: 'If the folder was copied or damaged, move it aside and let convey create a new one.',
+    });
+  }
+}
+
+function acquireLockFile(lockFile: string, holder: LockHolder, dataDir: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lockFile, JSON.stringify(holder), { flag: 'wx' });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const current = readHolder(lockFile);
+    if (current && isAlive(current)) {
+      throw new ConveyError('JOB_LOCKED', `the embedded database in ${dataDir} is in use by ${describeLockHolder(current)}`, {
+        hint: 'Wait for it to finish. Two processes cannot share an embedded store; set CONVEY_STATE_URL to a PostgreSQL database to run several at once.',
+        details: { holder: current },
+      });
+    }
+    // The holder died without cleaning up (kill -9): its lock is stale.
+    try {
+      unlinkSync(lockFile);
+    } catch {
+      // someone else removed it first; try again
+    }
+  }
+  throw new ConveyError('JOB_LOCKED', `cannot take the lock file ${lockFile}`, {
+    hint: 'Another convey process is starting on the same folder; try again.',
+  });
+}
+
+function readHolder(lockFile: string): LockHolder | undefined {
+  try {
+    return JSON.parse(readFileSync(lockFile, 'utf8')) as LockHolder;
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(holder: LockHolder): boolean {
+  // A lock from another machine (a shared folder) cannot be checked: treat it as held.
+  if (holder.host !== hostname()) return true;
+  if (holder.pid === process.pid) return true;
+  try {
+    process.kill(holder.pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export function describeLockHolder(holder: LockHolder): string {
+  const parts = [`pid ${holder.pid} on ${holder.host}`];
+  if (holder.command) parts.push(`"${holder.command}"`);
+  if (holder.runId) parts.push(`run ${String(holder.runId)}`);
+  parts.push(`since ${holder.startedAt}`);
+  return parts.join(', ');
+}

@@ -1,0 +1,116 @@
+import { checkRow } from '../check/check-row.ts';
+import type { JobConfig } from '../config/project.ts';
+import type { Destination, Encoded } from '../destinations/destination.ts';
+import type { Source, SourceRow } from '../source/connect.ts';
+import { incompleteRows, readPages, type Mapping, type Window } from '../source/pages.ts';
+import { keyOf, type ClaimItem } from '../state/sql/ledger.ts';
+import type { RejectInput } from '../state/sql/rejects.ts';
+import { parseInstant, type Instant } from '../time/instant.ts';
+
+export type Item = ClaimItem & Encoded;
+
+/** Up to `batchSize` checked conversions, with the rows rejected on the way. */
+export interface CheckedBatch {
+  /** Rows this batch accounts for (items + rejects). */
+  read: number;
+  items: Item[];
+  rejects: RejectInput[];
+  /** Cursor of the last row covered; undefined for rows outside any window. */
+  highCursor: Instant | undefined;
+  /** The source row of each item, for a reject the endpoint causes later. */
+  rows: Map<Item, SourceRow>;
+}
+
+/** Rows the keyset reader cannot page are capped per run: they are reported, not processed. */
+const INCOMPLETE_LIMIT = 1000;
+
+export const mappingOf = (job: JobConfig): Mapping => ({ sql: job.sql, file: job.sqlFile, cursor: job.cursor });
+
+/**
+ * Reads a window and turns its rows into batches of encoded conversions, checking every row on
+ * the way. A row that cannot be sent becomes a reject with its reason; a key repeated within the
+ * batch is a duplicate (repeats across batches are caught by the ledger, or by `plan`'s own set).
+ */
+export async function* checkedBatches(
+  source: Source,
+  job: JobConfig,
+  destination: Destination,
+  window: Window,
+  options: { signal?: AbortSignal; conversionIds?: readonly string[] } = {},
+): AsyncGenerator<CheckedBatch> {
+  const mapping = mappingOf(job);
+  if (!options.conversionIds) {
+    const incomplete = await incompleteRows(source, mapping, window, INCOMPLETE_LIMIT);
+    if (incomplete.length) {
+      yield { read: incomplete.length, items: [], rejects: incomplete.map((row) => rejectRow(row, job.cursor)), highCursor: undefined, rows: new Map() };
+    }
+  }
+
+  let batch = emptyBatch();
+  let keys = new Map<string, Item>();
+  for await (const page of readPages(source, mapping, window, {
+    pageSize: job.pageSize,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.conversionIds ? { conversionIds: options.conversionIds } : {}),
+  })) {
+    for (const row of page) {
+      batch.read++;
+      batch.highCursor = parseInstant(row[job.cursor]) ?? batch.highCursor;
+      const checked = checkRow(row, job.cursor);
+      if (!checked.ok) {
+        batch.rejects.push({ conversionId: checked.conversionId, cursor: checked.cursor, reasonCode: checked.rejection.code, reason: checked.rejection.reason, row });
+      } else {
+        const conversion = checked.conversion;
+        const refusal = destination.refuse(conversion);
+        if (refusal) {
+          batch.rejects.push({ conversionId: conversion.conversionId, cursor: conversion.cursor, reasonCode: refusal.code, reason: refusal.reason, row });
+        } else {
+          const encoded = destination.encode(conversion);
+          const item: Item = { ...encoded, occurredAt: conversion.occurredAt, cursor: conversion.cursor };
+          const key = keyOf(item);
+          if (keys.has(key)) {
+            batch.rejects.push(duplicateReject(item, row));
+          } else {
+            keys.set(key, item);
+            batch.items.push(item);
+            batch.rows.set(item, row);
+          }
+        }
+      }
+      if (batch.items.length >= job.batchSize) {
+        yield batch;
+        batch = emptyBatch();
+        keys = new Map();
+      }
+    }
+  }
+  if (batch.read) yield batch;
+}
+
+/** A second row with the idempotency key of one already taken in this window. */
+export function duplicateReject(item: Item, row: SourceRow): RejectInput {
+  return {
+    conversionId: item.conversionId,
+    cursor: item.cursor,
+    reasonCode: 'duplicate_conversion',
+    reason: `conversion ${item.conversionId} (event ${item.event}) appears more than once in the window; only the first is sent`,
+    row,
+  };
+}
+
+function emptyBatch(): CheckedBatch {
+  return { read: 0, items: [], rejects: [], highCursor: undefined, rows: new Map() };
+}
+
+function rejectRow(row: SourceRow, cursorColumn: string): RejectInput {
+  const cursor = parseInstant(row[cursorColumn]);
+  const id = row.conversion_id;
+  return cursor
+    ? { cursor, reasonCode: 'missing_conversion_id', reason: 'conversion_id is empty', row }
+    : {
+        ...(id === null || id === undefined ? {} : { conversionId: String(id) }),
+        reasonCode: 'missing_cursor',
+        reason: `${cursorColumn} is empty: the row belongs to no window and can never be read`,
+        row,
+      };
+}

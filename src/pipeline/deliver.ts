@@ -1,0 +1,64 @@
+import type { Destination, Encoded } from '../destinations/destination.ts';
+import type { Transport } from './transport.ts';
+
+/** What became of one conversion handed to `deliver`. */
+export type ItemOutcome =
+  | { kind: 'sent' }
+  | { kind: 'failed'; error: string; attempts: number }
+  | { kind: 'deferred' }
+  | { kind: 'refused'; reason: string };
+
+/**
+ * Sends conversions as the destination groups them and reports an outcome per conversion. A
+ * request refused as a whole (400) that carries several conversions is split in halves and each
+ * half sent again, until the conversions the endpoint objects to are isolated: one bad conversion
+ * among 500 costs about 2·log2(500) ≈ 18 extra requests, and the other 499 arrive.
+ */
+export async function deliver(
+  destination: Destination,
+  transport: Transport,
+  items: readonly Encoded[],
+): Promise<Map<Encoded, ItemOutcome>> {
+  const outcomes = new Map<Encoded, ItemOutcome>();
+  await deliverPart(destination, transport, items, outcomes);
+  return outcomes;
+}
+
+async function sendPlanned(
+  destination: Destination,
+  transport: Transport,
+  request: Parameters<Transport['send']>[0],
+  items: readonly Encoded[],
+  outcomes: Map<Encoded, ItemOutcome>,
+): Promise<void> {
+  const result = await transport.send(request);
+  switch (result.kind) {
+    case 'delivered':
+      for (const item of items) outcomes.set(item, { kind: 'sent' });
+      return;
+    case 'failed':
+      for (const item of items) outcomes.set(item, { kind: 'failed', error: result.error, attempts: result.attempts });
+      return;
+    case 'cancelled':
+      for (const item of items) outcomes.set(item, { kind: 'deferred' });
+      return;
+    case 'refused': {
+      if (items.length > 1 && destination.splittable) {
+        const half = Math.ceil(items.length / 2);
+        await Promise.all([items.slice(0, half), items.slice(half)].map((part) => deliverPart(destination, transport, part, outcomes)));
+        return;
+      }
+      const reason = `the endpoint refused it: HTTP ${result.status}${result.body ? ` ${truncate(result.body.trim())}` : ''}`;
+      for (const item of items) outcomes.set(item, { kind: 'refused', reason });
+      return;
+    }
+  }
+}
+
+async function deliverPart(destination: Destination, transport: Transport, items: readonly Encoded[], outcomes: Map<Encoded, ItemOutcome>): Promise<void> {
+  await Promise.all(destination.requests(items).map((planned) => sendPlanned(destination, transport, planned.request, planned.items, outcomes)));
+}
+
+function truncate(text: string, max = 500): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}

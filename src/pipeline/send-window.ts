@@ -1,0 +1,176 @@
+import type { JobConfig } from '../config/project.ts';
+import type { Destination } from '../destinations/destination.ts';
+import type { Logger } from '../log.ts';
+import type { Source } from '../source/connect.ts';
+import type { Window } from '../source/pages.ts';
+import type { Db } from '../state/db.ts';
+import { claimForResend, claimNew, createBatch, finishBatch, keyOf, lookup, release, type Settlement } from '../state/sql/ledger.ts';
+import { recordRejects, resolveRejects, type RejectInput } from '../state/sql/rejects.ts';
+import { advanceWatermark } from '../state/sql/watermarks.ts';
+import type { Instant } from '../time/instant.ts';
+import { checkedBatches, duplicateReject, type CheckedBatch, type Item } from './checked-batches.ts';
+import type { RunCounts } from './counts.ts';
+import { deliver } from './deliver.ts';
+import { Frontier } from './frontier.ts';
+import type { Transport } from './transport.ts';
+
+export interface SendDeps {
+  db: Db;
+  source: Source;
+  destination: Destination;
+  transport: Transport;
+  job: JobConfig;
+  runId: number;
+  logger: Logger;
+  /** Stop reading when it aborts; batches in flight finish. */
+  signal: AbortSignal;
+  counts: RunCounts;
+  onProgress?: () => void;
+}
+
+export interface SendOptions {
+  window: Window;
+  /** Incremental runs move the job's watermark; backfills and replays never do. */
+  advanceWatermark: boolean;
+  /** Backfill --resend: claim conversions again unless sent by a resend since this time. */
+  resendSince?: string;
+  /** Replay: only these conversion ids. */
+  conversionIds?: readonly string[];
+  /** Resolve open rejects of conversions claimed now (skipped when the job has none). */
+  resolveRejects: boolean;
+}
+
+export interface SendResult {
+  /** The whole window was read and every batch recorded (not stopped). */
+  complete: boolean;
+  /** Where the watermark stands after the pass, if it moved. */
+  watermark: Instant | undefined;
+}
+
+/**
+ * One window, end to end: read pages, check rows, claim each batch in the ledger (pending), send
+ * it, record its outcome, move the watermark. Several batches are in flight at once; their
+ * outcomes are recorded one at a time so the watermark written is exactly the point below which
+ * everything is recorded.
+ */
+export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<SendResult> {
+  const { db, destination, job, runId, counts } = deps;
+  const frontier = new Frontier();
+  let watermark: Instant | undefined;
+  let recording = Promise.resolve();
+  let failure: unknown;
+  const inFlight = new Set<Promise<void>>();
+  // Enough batches in flight to keep `concurrency` requests busy: the Event API carries a batch
+  // in about one request, classic in `batchSize` requests.
+  const maxInFlight = destination.splittable
+    ? job.rateLimit.concurrency + 1
+    : Math.max(2, Math.ceil(job.rateLimit.concurrency / job.batchSize) + 1);
+
+  const record = (fn: () => Promise<void>): Promise<void> => {
+    const next = recording.then(fn);
+    recording = next.catch(() => undefined);
+    return next;
+  };
+
+  const processBatch = async (batch: CheckedBatch): Promise<void> => {
+    const seq = frontier.issue();
+    counts.read += batch.read;
+    const rejects: RejectInput[] = [...batch.rejects];
+    let batchId = 0;
+    let claimed: Item[] = [];
+    // Claim: pending before anything leaves.
+    await db.transaction(async (tx) => {
+      if (batch.items.length) {
+        batchId = await createBatch(tx, { runId, job: job.name, destination: destination.key, origin: options.resendSince ? 'resend' : 'source', size: batch.items.length });
+        const won = options.resendSince
+          ? await claimForResend(tx, destination.key, job.name, batchId, batch.items, options.resendSince)
+          : await claimNew(tx, destination.key, job.name, batchId, batch.items);
+        claimed = batch.items.filter((item) => won.has(keyOf(item)));
+        const lost = batch.items.filter((item) => !won.has(keyOf(item)));
+        if (lost.length) {
+          const existing = await lookup(tx, destination.key, lost);
+          for (const item of lost) {
+            const entry = existing.get(keyOf(item));
+            if (entry && entry.runId === runId && (entry.origin === 'source' || entry.origin === 'resend')) {
+              rejects.push(duplicateReject(item, batch.rows.get(item) ?? {}));
+            } else if (entry?.status === 'sent' && entry.runId !== runId) {
+              counts.alreadySent++;
+            } else {
+              // Held by another run, or failed earlier and already retried by this run.
+              counts.skipped++;
+            }
+          }
+        }
+        if (options.resolveRejects && claimed.length) await resolveRejects(tx, job.name, runId, claimed.map((c) => c.conversionId));
+      }
+      await recordRejects(tx, job.name, runId, rejects);
+    });
+    counts.rejected += rejects.length;
+    deps.onProgress?.();
+
+    const exceptions: Settlement[] = [];
+    const refused: Item[] = [];
+    const refusedRejects: RejectInput[] = [];
+    if (claimed.length) {
+      const outcomes = await deliver(destination, deps.transport, claimed);
+      for (const item of claimed) {
+        const outcome = outcomes.get(item) ?? { kind: 'deferred' as const };
+        if (outcome.kind === 'sent') counts.sent++;
+        else if (outcome.kind === 'failed') {
+          counts.failed++;
+          exceptions.push({ event: item.event, conversionId: item.conversionId, outcome: 'failed', error: outcome.error, attempts: outcome.attempts });
+        } else if (outcome.kind === 'deferred') {
+          counts.deferred++;
+          exceptions.push({ event: item.event, conversionId: item.conversionId, outcome: 'deferred', error: 'not sent: the run was stopped', attempts: 0 });
+        } else {
+          counts.rejected++;
+          refused.push(item);
+          refusedRejects.push({ conversionId: item.conversionId, cursor: item.cursor, reasonCode: 'refused', reason: outcome.reason, row: batch.rows.get(item) ?? {} });
+        }
+      }
+    }
+
+    // Record: the batch's outcome, and the watermark if everything below this batch is recorded.
+    await record(() =>
+      db.transaction(async (tx) => {
+        if (batchId) {
+          await finishBatch(tx, batchId, destination.key, exceptions);
+          await release(tx, destination.key, batchId, refused);
+          await recordRejects(tx, job.name, runId, refusedRejects);
+        }
+        const moveTo = options.advanceWatermark ? frontier.peek(seq, batch.highCursor) : undefined;
+        if (moveTo) {
+          await advanceWatermark(tx, job.name, moveTo, runId);
+          watermark = moveTo;
+        }
+      }),
+    );
+    frontier.complete(seq, batch.highCursor);
+    deps.onProgress?.();
+  };
+
+  try {
+    for await (const batch of checkedBatches(deps.source, job, destination, options.window, { signal: deps.signal, ...(options.conversionIds ? { conversionIds: options.conversionIds } : {}) })) {
+      if (failure) break;
+      const task = processBatch(batch).catch((error: unknown) => {
+        failure ??= error;
+      });
+      inFlight.add(task);
+      void task.finally(() => inFlight.delete(task));
+      while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+      if (failure || deps.signal.aborted) break;
+    }
+  } catch (error) {
+    failure ??= error;
+  }
+  await Promise.all(inFlight);
+  if (failure) throw failure;
+
+  const complete = !deps.signal.aborted;
+  if (complete && options.advanceWatermark) {
+    // The whole window is recorded: the next run starts from its end (minus the lookback).
+    await record(() => db.transaction((tx) => advanceWatermark(tx, job.name, options.window.end, runId)));
+    watermark = options.window.end;
+  }
+  return { complete, watermark };
+}

@@ -1,0 +1,110 @@
+/**
+ * Turns `:name` parameters into PostgreSQL's `$n`, reading the SQL the way PostgreSQL does: a
+ * `:name` inside a comment, a string, a quoted identifier or a dollar-quoted body is text, not a
+ * parameter, and `::type` is a cast. knex's own named bindings replace inside comments too (a
+ * job's explanatory comment mentioning :window_start broke the query), and its `?` placeholders
+ * collide with jsonb's `?` operator, so source queries are bound here and sent as they are.
+ */
+export interface BoundQuery {
+  text: string;
+  values: unknown[];
+  /** Parameter names in order of first use. */
+  names: string[];
+}
+
+export class UnknownParameterError extends Error {
+  constructor(readonly parameter: string) {
+    super(`:${parameter} is not a parameter convey binds`);
+  }
+}
+
+const IDENT_START = /[A-Za-z_]/;
+const IDENT = /[A-Za-z0-9_]/;
+
+export function bindNamed(sql: string, params: Readonly<Record<string, unknown>>): BoundQuery {
+  const names: string[] = [];
+  const values: unknown[] = [];
+  let text = '';
+  let i = 0;
+  const n = sql.length;
+  while (i < n) {
+    const ch = sql[i]!;
+    const next = sql[i + 1];
+    // -- line comment
+    if (ch === '-' && next === '-') {
+      const end = sql.indexOf('\n', i);
+      const stop = end === -1 ? n : end;
+      text += sql.slice(i, stop);
+      i = stop;
+      continue;
+    }
+    // /* block comment */, nested as PostgreSQL allows
+    if (ch === '/' && next === '*') {
+      let depth = 1;
+      let j = i + 2;
+      while (j < n && depth > 0) {
+        if (sql[j] === '/' && sql[j + 1] === '*') {
+          depth++;
+          j += 2;
+        } else if (sql[j] === '*' && sql[j + 1] === '/') {
+          depth--;
+          j += 2;
+        } else j++;
+      }
+      text += sql.slice(i, j);
+      i = j;
+      continue;
+    }
+    // 'string' ('' escapes; E'..' also \ escapes) and "identifier" ("" escapes)
+    if (ch === "'" || ch === '"') {
+      const backslashes = ch === "'" && i > 0 && /[eE]/.test(sql[i - 1]!) && !IDENT.test(sql[i - 2] ?? ' ');
+      let j = i + 1;
+      while (j < n) {
+        if (backslashes && sql[j] === '\\') j += 2;
+        else if (sql[j] === ch && sql[j + 1] === ch) j += 2;
+        else if (sql[j] === ch) break;
+        else j++;
+      }
+      text += sql.slice(i, j + 1);
+      i = j + 1;
+      continue;
+    }
+    // $tag$ dollar-quoted body $tag$
+    if (ch === '$' && !IDENT.test(sql[i - 1] ?? ' ')) {
+      const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i));
+      if (tag) {
+        const end = sql.indexOf(tag[0], i + tag[0].length);
+        const stop = end === -1 ? n : end + tag[0].length;
+        text += sql.slice(i, stop);
+        i = stop;
+        continue;
+      }
+    }
+    if (ch === ':') {
+      // ::cast
+      if (next === ':') {
+        text += '::';
+        i += 2;
+        continue;
+      }
+      if (next !== undefined && IDENT_START.test(next) && sql[i - 1] !== ':') {
+        let j = i + 1;
+        while (j < n && IDENT.test(sql[j]!)) j++;
+        const name = sql.slice(i + 1, j);
+        if (!Object.prototype.hasOwnProperty.call(params, name)) throw new UnknownParameterError(name);
+        let index = names.indexOf(name);
+        if (index === -1) {
+          names.push(name);
+          values.push(params[name]);
+          index = names.length - 1;
+        }
+        text += `$${index + 1}`;
+        i = j;
+        continue;
+      }
+    }
+    text += ch;
+    i++;
+  }
+  return { text, values, names };
+}

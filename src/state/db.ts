@@ -1,0 +1,84 @@
+import pg from 'pg';
+
+/** Anything that runs a bound query: a pool, a client, or a transaction. */
+export interface Queryable {
+  query<R extends object = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }>;
+}
+
+/** The state database, passed to every state operation. */
+export interface Db extends Queryable {
+  /** Runs `fn` in one transaction on one connection; commits if it resolves, rolls back if it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * The connection that holds this process's session-level advisory locks. They are released by
+   * the server when that connection ends, so a process killed with -9 leaves no lock behind.
+   */
+  lockConnection(): Promise<Queryable>;
+  close(): Promise<void>;
+}
+
+/**
+ * Timestamps come back as the server's text, not as JS Dates, so microseconds survive (see
+ * time/instant.ts). int8 and numeric already arrive as strings.
+ */
+export const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 1184 || oid === 1114 || oid === 1082) return (value: string) => value;
+    return format === 'binary' ? pg.types.getTypeParser(oid, 'binary') : pg.types.getTypeParser(oid);
+  },
+} as pg.CustomTypesConfig;
+
+export interface PoolDbOptions {
+  /** One physical connection for everything (embedded PGlite serves a single session). */
+  singleConnection?: boolean;
+  max?: number;
+  applicationName?: string;
+}
+
+export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {}): Db {
+  const clientConfig: pg.ClientConfig = {
+    ...config,
+    types: pgTypes,
+    application_name: options.applicationName ?? 'convey',
+  };
+  const pool = new pg.Pool({
+    ...clientConfig,
+    max: options.singleConnection ? 1 : (options.max ?? 6),
+    // The single embedded connection carries the advisory locks: it must never be closed as idle.
+    idleTimeoutMillis: options.singleConnection ? 0 : 10_000,
+  });
+  // An idle client that loses its connection emits here; without a listener it would crash the process.
+  pool.on('error', () => undefined);
+  let lockClient: pg.Client | undefined;
+
+  return {
+    query: (text, values) => pool.query(text, values) as never,
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('begin');
+        const result = await fn(client as Queryable);
+        await client.query('commit');
+        return result;
+      } catch (error) {
+        await client.query('rollback').catch(() => undefined);
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+    async lockConnection() {
+      if (options.singleConnection) return pool as Queryable;
+      if (!lockClient) {
+        lockClient = new pg.Client({ ...clientConfig, application_name: `${clientConfig.application_name}-lock` });
+        lockClient.on('error', () => undefined);
+        await lockClient.connect();
+      }
+      return lockClient as Queryable;
+    },
+    async close() {
+      await lockClient?.end().catch(() => undefined);
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,75 @@
+import type { Instant } from '../../time/instant.ts';
+import type { Queryable } from '../db.ts';
+
+export interface RejectInput {
+  conversionId?: string | undefined;
+  cursor?: Instant | undefined;
+  reasonCode: string;
+  reason: string;
+  row: unknown;
+}
+
+export interface RejectRecord {
+  id: number;
+  runId: number;
+  conversionId: string | null;
+  cursor: string | null;
+  reasonCode: string;
+  reason: string;
+  row: Record<string, unknown>;
+  timesSeen: number;
+  createdAt: string;
+  lastSeenAt: string;
+}
+
+/** A row rejected again (a later run re-reads it) updates the open reject instead of adding one. */
+export async function recordRejects(tx: Queryable, job: string, runId: number, rejects: readonly RejectInput[]): Promise<void> {
+  if (rejects.length === 0) return;
+  await tx.query(
+    `insert into convey.rejects (job, run_id, conversion_id, cursor_value, reason_code, reason, row)
+     select $1, $2, t.conversion_id, t.cursor_value, t.reason_code, t.reason, t.row
+       from unnest($3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::jsonb[])
+            as t(conversion_id, cursor_value, reason_code, reason, row)
+     on conflict (job, conversion_id, reason_code) where resolved_at is null and conversion_id is not null
+     do update set run_id = excluded.run_id, reason = excluded.reason, row = excluded.row,
+                   cursor_value = excluded.cursor_value, times_seen = convey.rejects.times_seen + 1, last_seen_at = now()`,
+    [
+      job,
+      runId,
+      rejects.map((r) => r.conversionId ?? null),
+      rejects.map((r) => r.cursor ?? null),
+      rejects.map((r) => r.reasonCode),
+      rejects.map((r) => r.reason),
+      rejects.map((r) => JSON.stringify(r.row)),
+    ],
+  );
+}
+
+export async function listOpenRejects(q: Queryable, job: string, options: { reasonCode?: string; limit: number }): Promise<RejectRecord[]> {
+  const { rows } = await q.query<RejectRecord>(
+    `select id::int as id, run_id::int as "runId", conversion_id as "conversionId", cursor_value as cursor,
+            reason_code as "reasonCode", reason, row, times_seen as "timesSeen", created_at as "createdAt",
+            last_seen_at as "lastSeenAt"
+       from convey.rejects
+      where job = $1 and resolved_at is null and ($2::text is null or reason_code = $2)
+      order by id limit $3`,
+    [job, options.reasonCode ?? null, options.limit],
+  );
+  return rows;
+}
+
+export async function countOpenRejects(q: Queryable, job: string): Promise<number> {
+  const { rows } = await q.query<{ n: number }>('select count(*)::int as n from convey.rejects where job = $1 and resolved_at is null', [job]);
+  return rows[0]?.n ?? 0;
+}
+
+/** Once a conversion is claimed for sending, its earlier rejects are resolved. */
+export async function resolveRejects(tx: Queryable, job: string, runId: number, conversionIds: readonly string[]): Promise<number> {
+  if (conversionIds.length === 0) return 0;
+  const result = await tx.query(
+    `update convey.rejects set resolved_at = now(), resolved_by_run = $2
+      where job = $1 and resolved_at is null and conversion_id = any($3::text[])`,
+    [job, runId, conversionIds],
+  );
+  return result.rowCount ?? 0;
+}

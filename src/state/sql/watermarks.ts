@@ -1,0 +1,33 @@
+import { parseInstant, type Instant } from '../../time/instant.ts';
+import type { Queryable } from '../db.ts';
+
+export async function readWatermark(q: Queryable, job: string): Promise<Instant | undefined> {
+  const { rows } = await q.query<{ value: string }>('select value from convey.watermarks where job = $1', [job]);
+  return rows[0] ? parseInstant(rows[0].value) : undefined;
+}
+
+/**
+ * Moves the watermark forward, never back: called inside the transaction that records the
+ * ledger rows it now covers, so the two can never disagree after a crash.
+ */
+export async function advanceWatermark(tx: Queryable, job: string, value: Instant, runId: number): Promise<void> {
+  await tx.query(
+    `insert into convey.watermarks (job, value, run_id) values ($1, $2, $3)
+     on conflict (job) do update set value = excluded.value, run_id = excluded.run_id, updated_at = now()
+      where convey.watermarks.value < excluded.value`,
+    [job, value, runId],
+  );
+}
+
+/** An operator's explicit change (`convey state set`): may move it back. */
+export async function setWatermark(tx: Queryable, job: string, value: Instant, runId: number): Promise<void> {
+  await tx.query(
+    `insert into convey.watermarks (job, value, run_id) values ($1, $2, $3)
+     on conflict (job) do update set value = excluded.value, run_id = excluded.run_id, updated_at = now()`,
+    [job, value, runId],
+  );
+}
+
+export async function deleteWatermark(tx: Queryable, job: string): Promise<void> {
+  await tx.query('delete from convey.watermarks where job = $1', [job]);
+}

@@ -1,0 +1,386 @@
+import test from 'ava';
+import { AdaptiveRate } from '../src/delivery/adaptive-rate.ts';
+import { PauseGate } from '../src/delivery/pause-gate.ts';
+import {
+  DEFAULT_RETRY_OPTIONS,
+  parseRetryAfter,
+  resolveRetryOptions,
+  RetryPolicy,
+  type AttemptOutcome,
+  type RetryOptions,
+} from '../src/delivery/retry-policy.ts';
+import { TokenBucket } from '../src/delivery/token-bucket.ts';
+import { FakeClock, type Clock } from '../src/time/clock.ts';
+
+// ---------------------------------------------------------------- token bucket
+
+/**
+ * A clock whose timers fire like Node's: fractional delays rounded up to whole milliseconds, at
+ * least 1 ms, and then `lateMs` late. A bucket that schedules from "now" instead of from its
+ * virtual next-token time loses throughput on this clock (at 1000/s, about 2/3 of it).
+ */
+function nodeLikeClock(fake: FakeClock, lateMs: number): Clock {
+  return {
+    now: () => fake.now(),
+    monotonic: () => fake.monotonic(),
+    sleep: (ms, signal) => fake.sleep(Math.max(1, Math.ceil(ms)) + lateMs, signal),
+  };
+}
+
+/** Keep `consumers` callers taking tokens while the fake clock runs for `seconds`; returns grant times. */
+async function drive(
+  fake: FakeClock,
+  bucket: TokenBucket,
+  options: { consumers: number; seconds: number; at?: Record<number, () => void> },
+): Promise<number[]> {
+  const grants: number[] = [];
+  let running = true;
+  const loops = Array.from({ length: options.consumers }, async () => {
+    while (running) {
+      await bucket.take();
+      if (running) grants.push(fake.monotonic());
+    }
+  });
+  for (let ms = 0; ms < options.seconds * 1000; ms++) {
+    options.at?.[ms]?.();
+    await fake.advance(1);
+  }
+  running = false;
+  bucket.setRate(Infinity); // release the waiters so the loops end
+  await Promise.all(loops);
+  return grants;
+}
+
+/** Most grants in any half-open window [t, t + 1000) with from ≤ t and t + 1000 ≤ to. */
+function maxPerSecond(grants: number[], from = 0, to = Infinity): number {
+  const times = grants.filter((t) => t >= from && t < to).sort((a, b) => a - b);
+  let best = 0;
+  let j = 0;
+  for (let i = 0; i < times.length; i++) {
+    while (j < times.length && times[j]! < times[i]! + 1000) j++;
+    if (times[i]! + 1000 <= to) best = Math.max(best, j - i);
+  }
+  return best;
+}
+
+for (const rate of [50, 1000]) {
+  for (const lateMs of [0, 1.5]) {
+    test(`token bucket at ${rate}/s for 10 s (timers ${lateMs} ms late): ≤ 2% over in any second, ≥ 98% overall`, async (t) => {
+      const fake = new FakeClock();
+      const bucket = new TokenBucket(nodeLikeClock(fake, lateMs), rate);
+      const grants = await drive(fake, bucket, { consumers: 8, seconds: 10 });
+      const max = maxPerSecond(grants);
+      t.true(max <= rate * 1.02, `max ${max} in one second, limit ${rate}`);
+      t.true(grants.length >= rate * 10 * 0.98, `${grants.length} grants in 10 s at ${rate}/s`);
+      t.true(grants.length <= rate * 10 * 1.02, `${grants.length} grants in 10 s at ${rate}/s`);
+    });
+  }
+}
+
+test('token bucket burst after idling is at most max(1, rate/100) tokens', async (t) => {
+  const fake = new FakeClock();
+  for (const [rate, burst] of [
+    [50, 1],
+    [1000, 10],
+    [10_000, 100],
+  ] as const) {
+    const bucket = new TokenBucket(fake, rate);
+    let granted = 0;
+    while (bucket.tryTake()) granted++;
+    t.is(granted, burst, `rate ${rate}`);
+  }
+});
+
+test('token bucket setRate mid-way: each half holds its own rate', async (t) => {
+  const fake = new FakeClock();
+  const bucket = new TokenBucket(nodeLikeClock(fake, 1), 1000);
+  const grants = await drive(fake, bucket, { consumers: 8, seconds: 10, at: { 5000: () => bucket.setRate(200) } });
+  const first = grants.filter((g) => g < 5000).length;
+  const second = grants.filter((g) => g >= 5000).length;
+  t.true(maxPerSecond(grants, 0, 5000) <= 1020, `first half max ${maxPerSecond(grants, 0, 5000)}`);
+  t.true(maxPerSecond(grants, 5000) <= 204, `second half max ${maxPerSecond(grants, 5000)}`);
+  t.true(first >= 0.98 * 5000, `first half ${first}`);
+  t.true(second >= 0.98 * 1000 && second <= 1.02 * 1000, `second half ${second}`);
+});
+
+test('token bucket serves waiters first come, first served', async (t) => {
+  const fake = new FakeClock();
+  const bucket = new TokenBucket(fake, 10);
+  t.true(bucket.tryTake());
+  const order: number[] = [];
+  const waits = [0, 1, 2, 3, 4].map((i) => bucket.take().then(() => order.push(i)));
+  t.false(bucket.tryTake(), 'a newcomer does not overtake the queue');
+  for (let i = 0; i < 10; i++) await fake.advance(100);
+  await Promise.all(waits);
+  t.deepEqual(order, [0, 1, 2, 3, 4]);
+});
+
+test('token bucket: an aborted waiter rejects with the reason and the rest still get tokens', async (t) => {
+  const fake = new FakeClock();
+  const bucket = new TokenBucket(fake, 10);
+  bucket.tryTake();
+  const controller = new AbortController();
+  const first = bucket.take(controller.signal);
+  const second = bucket.take();
+  controller.abort(new Error('stop'));
+  await t.throwsAsync(first, { message: 'stop' });
+  await t.throwsAsync(bucket.take(controller.signal), { message: 'stop' });
+  let done = false;
+  void second.then(() => (done = true));
+  await fake.advance(100);
+  t.true(done);
+  t.is(bucket.waiting, 0);
+});
+
+test('token bucket: raising the rate re-plans a waiter at once (no sleeping out the old interval)', async (t) => {
+  const fake = new FakeClock();
+  const bucket = new TokenBucket(fake, 1);
+  bucket.tryTake();
+  let granted = -1;
+  void bucket.take().then(() => (granted = fake.monotonic()));
+  await fake.advance(10);
+  bucket.setRate(1000);
+  await fake.advance(10);
+  t.true(granted >= 0 && granted <= 20, `granted at ${granted} ms, not at 1000`);
+});
+
+// ---------------------------------------------------------------- backoff and Retry-After
+
+const policyWith = (random: () => number, options: Partial<RetryOptions> = {}, now = () => Date.UTC(2026, 0, 1)) =>
+  new RetryPolicy(resolveRetryOptions(options), { random, now });
+
+test('backoff is full jitter: random() × min(maxDelayMs, baseDelayMs × 2^(attempt−1))', (t) => {
+  for (const r of [0, 0.5, 0.999]) {
+    const policy = policyWith(() => r, { baseDelayMs: 250, maxDelayMs: 30_000 });
+    for (let attempt = 1; attempt <= 12; attempt++) {
+      const ceiling = Math.min(30_000, 250 * 2 ** (attempt - 1));
+      const delay = policy.backoffMs(attempt);
+      t.is(delay, r * ceiling, `attempt ${attempt}, random ${r}`);
+      t.true(delay >= 0 && delay < ceiling, `attempt ${attempt}: ${delay} within [0, ${ceiling})`);
+    }
+  }
+  t.is(policyWith(() => 0.999).backoffMs(20), 0.999 * 30_000, 'capped at maxDelayMs');
+});
+
+test('defaults are stated once', (t) => {
+  t.deepEqual(resolveRetryOptions(), {
+    maxAttempts: 5,
+    baseDelayMs: 250,
+    maxDelayMs: 30_000,
+    maxRetryAfterMs: 300_000,
+    maxThrottledAttempts: 20,
+  });
+  t.deepEqual(resolveRetryOptions(), { ...DEFAULT_RETRY_OPTIONS });
+  t.throws(() => resolveRetryOptions({ maxAttempts: 0 }), { message: /retry.maxAttempts must be an integer ≥ 1 \(got 0\)/ });
+  t.throws(() => resolveRetryOptions({ baseDelayMs: 100, maxDelayMs: 10 }), { message: /maxDelayMs/ });
+});
+
+test('Retry-After as delta-seconds, as an HTTP date, capped', (t) => {
+  const now = Date.UTC(2026, 0, 1, 12, 0, 0);
+  const max = 300_000;
+  t.is(parseRetryAfter('120', now, max), 120_000);
+  t.is(parseRetryAfter(' 1 ', now, max), 1000);
+  t.is(parseRetryAfter('1.5', now, max), 1500);
+  t.is(parseRetryAfter('0', now, max), 0);
+  t.is(parseRetryAfter('86400', now, max), max, 'capped');
+  t.is(parseRetryAfter(new Date(now + 30_000).toUTCString(), now, max), 30_000);
+  t.is(parseRetryAfter('Thu, 01 Jan 2026 12:00:45 GMT', now, max), 45_000);
+  t.is(parseRetryAfter(new Date(now + 3_600_000).toUTCString(), now, max), max, 'date capped');
+  t.is(parseRetryAfter(new Date(now - 5_000).toUTCString(), now, max), 0, 'date in the past');
+  t.is(parseRetryAfter(['2', '9'], now, max), 2000);
+  t.is(parseRetryAfter(undefined, now, max), undefined);
+  t.is(parseRetryAfter('', now, max), undefined);
+  t.is(parseRetryAfter('soon', now, max), undefined);
+  t.is(parseRetryAfter('-5', now, max), undefined);
+  t.is(parseRetryAfter('7 8', now, max), undefined);
+});
+
+// ---------------------------------------------------------------- the retry table
+
+const response = (status: number, headers: Record<string, string> = {}, body = ''): AttemptOutcome => ({
+  status,
+  headers,
+  body,
+});
+const thrown = (code: string, message = 'boom'): AttemptOutcome => ({ error: Object.assign(new Error(message), { code }) });
+const fresh = { counted: 0, throttled: 0 };
+
+test('retry table: statuses', (t) => {
+  const policy = policyWith(() => 0.5);
+  for (const status of [200, 201, 204, 301, 304]) {
+    t.is(policy.decide(response(status), fresh).action, 'deliver', `${status}`);
+  }
+  for (const status of [408, 429, 500, 501, 502, 503, 504, 599]) {
+    t.is(policy.decide(response(status), fresh).action, 'retry', `${status}`);
+  }
+  for (const status of [400, 401, 403, 404, 405, 409, 413, 422]) {
+    const decision = policy.decide(response(status, {}, `{"error":"bad ${status}"}`), fresh);
+    t.deepEqual(decision, { action: 'refuse', status, body: `{"error":"bad ${status}"}` }, `${status}`);
+  }
+});
+
+test('retry table: network errors and timeouts are retried, anything else fails at once', (t) => {
+  const policy = policyWith(() => 0.5);
+  for (const code of ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'UND_ERR_SOCKET', 'ENOTFOUND', 'EHOSTUNREACH']) {
+    const decision = policy.decide(thrown(code), fresh);
+    t.like(decision, { action: 'retry', cause: 'network', throttled: false }, code);
+  }
+  for (const code of ['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']) {
+    t.like(policy.decide(thrown(code), fresh), { action: 'retry', cause: 'timeout' }, code);
+  }
+  // Node's happy-eyeballs connect wraps the per-address errors in an AggregateError.
+  const aggregate = new AggregateError([Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })], 'connect failed');
+  t.like(policy.decide({ error: aggregate }, fresh), { action: 'retry', cause: 'network' });
+  for (const code of ['UND_ERR_INVALID_ARG', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED', 'ERR_SOMETHING']) {
+    t.like(policy.decide(thrown(code), fresh), { action: 'fail', cause: 'unexpected' }, code);
+  }
+  t.like(policy.decide({ error: new TypeError('bad header') }, fresh), {
+    action: 'fail',
+    cause: 'unexpected',
+    error: 'bad header',
+  });
+});
+
+test('retry table: attempts run out at maxAttempts with the last error', (t) => {
+  const policy = policyWith(() => 0.5, { maxAttempts: 3, baseDelayMs: 100 });
+  t.like(policy.decide(response(500), { counted: 0, throttled: 0 }), { action: 'retry', backoffMs: 50 });
+  t.like(policy.decide(response(500), { counted: 1, throttled: 0 }), { action: 'retry', backoffMs: 100 });
+  t.deepEqual(policy.decide(response(502, {}, 'bad gateway'), { counted: 2, throttled: 0 }), {
+    action: 'fail',
+    cause: 'status',
+    status: 502,
+    error: 'HTTP 502: bad gateway',
+  });
+  t.like(policy.decide(thrown('UND_ERR_HEADERS_TIMEOUT', 'Headers Timeout Error'), { counted: 2, throttled: 0 }), {
+    action: 'fail',
+    cause: 'timeout',
+    error: 'UND_ERR_HEADERS_TIMEOUT: Headers Timeout Error',
+  });
+});
+
+test('retry table: 429/503 with Retry-After pause the destination and do not use up attempts', (t) => {
+  const now = Date.UTC(2026, 0, 1);
+  const policy = policyWith(() => 0.5, { maxAttempts: 2, maxThrottledAttempts: 3, maxRetryAfterMs: 60_000 }, () => now);
+  const exhausted = { counted: 1, throttled: 0 };
+  t.like(policy.decide(response(429, { 'retry-after': '7' }), exhausted), {
+    action: 'retry',
+    throttled: true,
+    pauseMs: 7000,
+    backoffMs: 0,
+  });
+  t.like(policy.decide(response(503, { 'retry-after': new Date(now + 2000).toUTCString() }), exhausted), {
+    action: 'retry',
+    throttled: true,
+    pauseMs: 2000,
+  });
+  t.like(policy.decide(response(429, { 'retry-after': '3600' }), fresh), { pauseMs: 60_000 }, 'capped');
+  // Retry-After only means something on 429 and 503; a 0 or a past date is no pause at all.
+  t.like(policy.decide(response(500, { 'retry-after': '7' }), fresh), { action: 'retry', throttled: false, pauseMs: 0 });
+  t.like(policy.decide(response(429, { 'retry-after': '0' }), fresh), { action: 'retry', throttled: false });
+  t.like(policy.decide(response(429), exhausted), { action: 'fail', status: 429 });
+  // A permanently throttling endpoint still ends.
+  t.like(policy.decide(response(429, { 'retry-after': '1' }), { counted: 0, throttled: 3 }), {
+    action: 'fail',
+    status: 429,
+    error: 'HTTP 429 (throttled 4 times; giving up)',
+  });
+});
+
+// ---------------------------------------------------------------- AIMD
+
+test('AIMD: a burst of 429s cuts the rate once per second, by 0.7', async (t) => {
+  const clock = new FakeClock();
+  const changes: number[] = [];
+  const rate = new AdaptiveRate({ clock, limit: 100, onChange: (r) => changes.push(r) });
+  for (let i = 0; i < 10; i++) rate.onThrottled();
+  t.is(rate.current(), 70);
+  await clock.advance(999);
+  t.false(rate.onThrottled(), 'same window');
+  t.is(rate.current(), 70);
+  await clock.advance(1);
+  t.true(rate.onThrottled());
+  t.is(rate.current(), 49);
+  t.is(rate.decreases(), 2);
+  t.deepEqual(changes, [70, 49]);
+});
+
+test('AIMD: recovers toward the limit after quiet seconds, never above it', async (t) => {
+  const clock = new FakeClock();
+  const rate = new AdaptiveRate({ clock, limit: 100 });
+  rate.onThrottled();
+  rate.onSuccess();
+  t.is(rate.current(), 70, 'no increase within a second of a 429');
+  const seen: number[] = [];
+  for (let ms = 0; ms < 20_000; ms += 100) {
+    await clock.advance(100);
+    rate.onSuccess();
+    seen.push(rate.current());
+  }
+  t.is(rate.current(), 100);
+  t.true(seen.every((r) => r <= 100));
+  t.is(seen.findIndex((r) => r === 100) * 100 + 100, 6000, 'from 70 back to 100 in six 5/s steps');
+  t.is(rate.min(), 70);
+});
+
+test('AIMD: floor at 1% of the limit (and at least 1/s)', async (t) => {
+  const clock = new FakeClock();
+  const rate = new AdaptiveRate({ clock, limit: 1000 });
+  for (let i = 0; i < 40; i++) {
+    rate.onThrottled();
+    await clock.advance(1000);
+  }
+  t.is(rate.current(), 10);
+  t.is(rate.min(), 10);
+  const slow = new AdaptiveRate({ clock, limit: 20 });
+  for (let i = 0; i < 40; i++) {
+    slow.onThrottled();
+    await clock.advance(1000);
+  }
+  t.is(slow.current(), 1);
+});
+
+test('AIMD unlimited: a 429 limits below the rate sent in the last second; recovery lifts the limit again', async (t) => {
+  const clock = new FakeClock();
+  const rate = new AdaptiveRate({ clock, limit: Infinity });
+  for (let i = 0; i < 100; i++) {
+    rate.recordSend();
+    await clock.advance(2.5);
+  }
+  t.false(rate.onThrottled(), 'no full second of sending yet: nothing to cut');
+  t.is(rate.current(), Infinity);
+  for (let i = 0; i < 500; i++) {
+    rate.recordSend();
+    await clock.advance(2.5);
+  }
+  t.true(rate.onThrottled());
+  t.is(rate.current(), 280, '0.7 × 400 sent in the last full second');
+  for (let s = 0; s < 7; s++) {
+    await clock.advance(1000);
+    rate.onSuccess();
+  }
+  t.is(rate.current(), Infinity);
+  t.is(rate.min(), 280);
+});
+
+// ---------------------------------------------------------------- pause gate
+
+test('pause gate: extends, never shortens, and counts the union of pauses', async (t) => {
+  const clock = new FakeClock();
+  const gate = new PauseGate(clock);
+  t.false(gate.active);
+  t.true(gate.pauseFor(1000));
+  t.false(gate.pauseFor(500), 'shorter: no change');
+  await clock.advance(200);
+  t.true(gate.pauseFor(1000), 'extends to 1200');
+  let released = -1;
+  void gate.wait().then(() => (released = clock.monotonic()));
+  await clock.advance(2000);
+  t.is(released, 1200);
+  t.is(gate.pausedMs(), 1200);
+  t.false(gate.active);
+  const controller = new AbortController();
+  gate.pauseFor(1000);
+  const waiting = gate.wait(controller.signal);
+  controller.abort(new Error('stop'));
+  await t.throwsAsync(waiting, { message: 'stop' });
+});
