@@ -77,12 +77,12 @@ for (const rate of [50, 1000]) {
   }
 }
 
-test('token bucket burst after idling is at most max(1, rate/100) tokens', async (t) => {
+test('token bucket burst after idling is at most max(1, rate/200) tokens', async (t) => {
   const fake = new FakeClock();
   for (const [rate, burst] of [
     [50, 1],
-    [1000, 10],
-    [10_000, 100],
+    [1000, 5],
+    [10_000, 50],
   ] as const) {
     const bucket = new TokenBucket(fake, rate);
     let granted = 0;

@@ -1,5 +1,8 @@
 /** The closest known name to a misspelt one, when it is close enough to be a likely typo. */
 export function didYouMean(input: string, known: readonly string[]): string | undefined {
+  // A prefix (revenue → revenue_cents) reads as a typo before any other near name (value).
+  const prefixed = known.filter((k) => k.startsWith(input) || input.startsWith(k)).sort((a, b) => a.length - b.length)[0];
+  if (prefixed && input.length >= 3) return prefixed;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of known) {
@@ -9,8 +12,7 @@ export function didYouMean(input: string, known: readonly string[]): string | un
       bestDistance = d;
     }
   }
-  // A prefix (revenue → revenue_cents) or up to a third of the letters changed reads as a typo.
-  if (best && (best.startsWith(input) || input.startsWith(best))) return best;
+  // Up to a third of the letters changed reads as a typo.
   return bestDistance <= Math.max(2, Math.floor(input.length / 3)) ? best : undefined;
 }
 

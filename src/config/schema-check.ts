@@ -16,7 +16,7 @@ function load(name: string): object {
 
 // One compiler for the process; the schemas in schema/ are the same files editors validate with.
 // strictRequired is off: with a discriminator, `required` names a property defined in the oneOf branches.
-const ajv = new Ajv({ allErrors: true, useDefaults: true, discriminator: true, strict: true, strictRequired: false });
+const ajv = new Ajv({ allErrors: true, verbose: true, useDefaults: true, discriminator: true, strict: true, strictRequired: false });
 addFormats(ajv);
 
 let jobValidator: ValidateFunction | undefined;

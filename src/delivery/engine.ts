@@ -77,10 +77,11 @@ export interface DeliveryStats {
 }
 
 /**
- * Concurrency slots: a counting semaphore with a FIFO queue. Not p-limit: p-limit wraps every call
- * in three promises and a closure, which measured 1.3 µs of the engine's 3.0 µs per request
- * against an instant dispatcher (and its queue cannot be left by one waiter). `acquire` resolves
- * false when the queue is cleared (the run is stopping).
+ * Concurrency slots: a counting semaphore with a FIFO queue; `acquire` resolves false when the
+ * queue is cleared (the run is stopping). Not p-limit: it wraps every call in three promises and
+ * a closure and took a sixth of the CPU profile. Measured against a dispatcher that answers at
+ * once (so only the engine's own cost shows), 200k sends: 3.0 µs per request with p-limit,
+ * 1.0 µs with this class (plus a cached URL split); 7 µs → 2.5 µs when all are queued at once.
  */
 class Slots {
   #free: number;

@@ -33,6 +33,7 @@ export async function startEmbeddedPostgres(dataDir: string, command: string): P
   let holder: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), command };
   acquireLockFile(lockFile, holder, dataDir);
   const release = (): void => {
+    heldLockFiles.delete(lockFile);
     try {
       const current = readHolder(lockFile);
       if (current?.pid === process.pid) unlinkSync(lockFile);
@@ -40,7 +41,7 @@ export async function startEmbeddedPostgres(dataDir: string, command: string): P
       // already gone
     }
   };
-  process.once('exit', release);
+  holdUntilExit(lockFile, release);
 
   try {
     // Loaded on demand: 27 MB of WebAssembly that a PostgreSQL-backed run never needs.
@@ -64,17 +65,27 @@ export async function startEmbeddedPostgres(dataDir: string, command: string): P
       async close() {
         await server.stop();
         await db.close();
-        process.removeListener('exit', release);
         release();
       },
     };
   } catch (error) {
-    process.removeListener('exit', release);
     release();
     throw new ConveyError('STATE_ERROR', `cannot open the embedded database in ${dataDir}: ${(error as Error).message}`, {
       cause: error,
       hint: 'If the folder was copied or damaged, move it aside and let convey create a new one.',
     });
+  }
+}
+
+/** Lock files to remove if the process exits without closing its stores (one exit listener for all). */
+const heldLockFiles = new Map<string, () => void>();
+let exitListener = false;
+
+function holdUntilExit(lockFile: string, release: () => void): void {
+  heldLockFiles.set(lockFile, release);
+  if (!exitListener) {
+    exitListener = true;
+    process.once('exit', () => [...heldLockFiles.values()].forEach((r) => r()));
   }
 }
 

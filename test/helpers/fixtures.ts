@@ -1,0 +1,120 @@
+import { startReceiver, type Receiver, type ReceiverOptions } from '../../src/receiver/server.ts';
+import type { TestProject } from './project.ts';
+
+/** The source table most tests use, and the job SQL that maps it onto convey's columns. */
+export const CONVERSIONS_TABLE = `
+  create table conversions (
+    id          text,
+    at          timestamptz,
+    loaded_at   timestamptz,
+    visitor     text,
+    event_id    text,
+    event_key   text,
+    revenue     numeric,
+    experiments json
+  )`;
+
+export const CONVERSIONS_SQL = `-- test mapping; :window_start in a comment must not be bound
+select id as conversion_id, at as occurred_at, visitor as visitor_id, event_id, event_key,
+       revenue as revenue_cents, experiments
+  from conversions
+ where at >= :window_start and at < :window_end
+`;
+
+export interface Row {
+  id: string;
+  at: string;
+  visitor?: string | null;
+  event_id?: string | null;
+  event_key?: string | null;
+  revenue?: number | string | null;
+  experiments?: string | null;
+  loaded_at?: string | null;
+}
+
+/** `n` good rows, one per second from `start`, ids c0001…; revenue 100 + i cents. */
+export function rows(n: number, start = '2026-03-01T00:00:00Z', prefix = 'c'): Row[] {
+  const t0 = Date.parse(start);
+  return Array.from({ length: n }, (_, i) => ({
+    id: `${prefix}${String(i + 1).padStart(4, '0')}`,
+    at: new Date(t0 + i * 1000).toISOString(),
+    visitor: `v${i + 1}`,
+    event_id: '111',
+    event_key: 'purchase',
+    revenue: 100 + i,
+    experiments: '{"987654321": "1111111"}',
+  }));
+}
+
+export async function insertRows(project: TestProject, list: Row[]): Promise<void> {
+  for (let i = 0; i < list.length; i += 500) {
+    const chunk = list.slice(i, i + 500);
+    await project.db.sourceSql(
+      `insert into conversions (id, at, loaded_at, visitor, event_id, event_key, revenue, experiments)
+       select * from unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::json[])`,
+      [
+        chunk.map((r) => r.id),
+        chunk.map((r) => r.at),
+        chunk.map((r) => r.loaded_at ?? r.at),
+        chunk.map((r) => (r.visitor === undefined ? 'v' : r.visitor)),
+        chunk.map((r) => (r.event_id === undefined ? '111' : r.event_id)),
+        chunk.map((r) => (r.event_key === undefined ? 'purchase' : r.event_key)),
+        chunk.map((r) => (r.revenue === undefined ? null : r.revenue)),
+        chunk.map((r) => (r.experiments === undefined ? null : r.experiments)),
+      ],
+    );
+  }
+}
+
+export async function withReceiver<T>(options: ReceiverOptions, fn: (receiver: Receiver) => Promise<T>): Promise<T> {
+  const receiver = await startReceiver(options);
+  try {
+    return await fn(receiver);
+  } finally {
+    await receiver.close();
+  }
+}
+
+/** Job settings sending to a local Event API receiver. */
+export function eventsJob(receiver: Receiver, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    destination: { type: 'optimizely-events', accountId: '1000', endpoint: receiver.url },
+    settle: 'PT0S',
+    lookback: 'PT0S',
+    rateLimit: { concurrency: 4 },
+    retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
+    ...extra,
+  };
+}
+
+/** Job settings sending to a local classic receiver. */
+export function classicJob(receiver: Receiver, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    destination: { type: 'optimizely-classic', projectId: '1234567', endpoint: receiver.url },
+    settle: 'PT0S',
+    lookback: 'PT0S',
+    rateLimit: { concurrency: 8 },
+    retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
+    ...extra,
+  };
+}
+
+export interface SummaryJson {
+  job: string;
+  runId: number;
+  mode: string;
+  status: string;
+  window: { start: string; end: string } | null;
+  read: number;
+  sent: number;
+  alreadySent: number;
+  rejected: number;
+  failed: number;
+  deferred: number;
+  skipped: number;
+  retried: number;
+  resent: number;
+  requests: number;
+  watermark: { before: string | null; after: string | null };
+  durationMs: number;
+}

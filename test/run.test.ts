@@ -1,0 +1,195 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import test from 'ava';
+import { CONVERSIONS_SQL, CONVERSIONS_TABLE, eventsJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
+import { createTestProject } from './helpers/project.ts';
+
+test('a first run sends every conversion in the window once, and a rerun sends nothing', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, rows(1200));
+
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 500, pageSize: 300 }));
+    const first = await project.cli(['run', 'orders', '--json']);
+    t.is(first.code, 0, first.stderr);
+    const s1 = first.json<SummaryJson>();
+    t.like(s1, { job: 'orders', mode: 'run', status: 'succeeded', read: 1200, sent: 1200, alreadySent: 0, rejected: 0, failed: 0 });
+    t.is(s1.watermark.before, null);
+    t.is(s1.watermark.after, s1.window!.end, 'a completed window moves the watermark to its end');
+    t.is(receiver.stats().unique, 1200);
+    t.is(receiver.stats().duplicates, 0);
+
+    // The rerun starts from the watermark (lookback 0): nothing new, nothing re-sent.
+    const second = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
+    t.like(second, { status: 'succeeded', sent: 0, failed: 0 });
+    t.is(second.window!.start, s1.window!.end);
+    t.is(receiver.stats().unique, 1200);
+    t.is(receiver.stats().duplicates, 0);
+  });
+});
+
+test('a lookback re-reads late rows: the ledger skips those already sent and sends the late one', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, rows(50));
+
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    const byLoadTime = `select id as conversion_id, at as occurred_at, loaded_at, visitor as visitor_id, event_id,
+                               revenue as revenue_cents from conversions
+                         where loaded_at >= :window_start and loaded_at < :window_end`;
+    project.writeJob('orders', byLoadTime, eventsJob(receiver, { cursor: 'loaded_at', lookback: 'PT1H' }));
+    const first = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
+    t.like(first, { read: 50, sent: 50 });
+
+    // A conversion that happened in March but landed in the warehouse just now (cursor loaded_at).
+    const justNow = new Date(Date.now() - 60_000).toISOString();
+    await insertRows(project, [{ ...rows(1, '2026-03-01T00:00:00Z', 'late')[0]!, loaded_at: justNow }]);
+    // And one already sent, reloaded (same id): must not be sent again.
+    await project.db.sourceSql(`update conversions set loaded_at = $1 where id = 'c0007'`, [justNow]);
+
+    const second = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
+    t.like(second, { read: 2, sent: 1, alreadySent: 1, rejected: 0 });
+    t.is(receiver.stats().unique, 51);
+    t.is(receiver.stats().duplicates, 0);
+    t.true(receiver.accepted().some((a) => a.timestamp === Date.parse('2026-03-01T00:00:00Z') && a.entityId === '111'));
+  });
+});
+
+test('rows younger than the settle time wait for the next run; the window end is exclusive', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const recent = new Date(Date.now() - 2 * 60_000).toISOString();
+  await insertRows(project, [...rows(3), { ...rows(1, recent, 'recent')[0]! }]);
+
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { settle: 'PT10M' }));
+    const run = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
+    t.like(run, { read: 3, sent: 3 });
+    t.true(run.window!.end < recent.replace('Z', '000Z'), 'the window ends before the settle period');
+    t.false(receiver.accepted().some((a) => a.visitorId === 'v1' && a.timestamp === Date.parse(recent)));
+  });
+});
+
+test('malformed rows are rejected with their reason and the original row; the run goes on', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const good = rows(5);
+  await insertRows(project, [
+    ...good,
+    { ...rows(1, '2026-03-02T00:00:00Z', 'dollars')[0]!, revenue: '12.50' },
+    { ...rows(1, '2026-03-02T00:00:01Z', 'novisitor')[0]!, visitor: null },
+    { ...rows(1, '2026-03-02T00:00:02Z', 'badevent')[0]!, event_id: 'purchase-1' },
+    { ...rows(1, '2026-03-02T00:00:03Z', 'badexp')[0]!, experiments: '{"exp-1": "1"}' },
+    { ...good[2]!, at: '2026-03-02T00:00:04Z' }, // c0003 again: a duplicate in the window
+    { id: '', at: '2026-03-02T00:00:05Z' },
+  ]);
+
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    const result = await project.cli(['run', 'orders', '--json']);
+    t.is(result.code, 0, 'rejects alone do not fail a run without --max-rejects');
+    t.like(result.json<SummaryJson>(), { read: 11, sent: 5, rejected: 6 });
+
+    const { rows: rejects } = await project.db.stateSql(`select conversion_id, reason_code, reason, row from convey.rejects order by reason_code`);
+    const byCode = Object.fromEntries(rejects.map((r: { reason_code: string }) => [r.reason_code, r])) as unknown as Record<string, { conversion_id: string | null; reason: string; row: Record<string, unknown> }>;
+    t.deepEqual(Object.keys(byCode).sort(), ['missing_conversion_id', 'bad_event_id', 'bad_experiments', 'bad_revenue', 'duplicate_conversion', 'missing_visitor_id'].sort());
+    t.is(byCode.bad_revenue!.conversion_id, 'dollars0001');
+    t.regex(byCode.bad_revenue!.reason, /revenue_cents "12.50" is not an integer \(revenue must be whole cents/);
+    t.is(byCode.bad_revenue!.row.revenue_cents, '12.50', 'the original row is kept');
+    t.is(byCode.duplicate_conversion!.conversion_id, 'c0003');
+    t.regex(byCode.bad_event_id!.reason, /digits only/);
+    t.is(receiver.stats().unique, 5);
+
+    // --max-rejects turns too many rejects into a failed run (exit 1).
+    await insertRows(project, [{ ...rows(1, '2026-03-03T00:00:00Z', 'x')[0]!, revenue: '1.5' }]);
+    await project.db.stateSql(`delete from convey.watermarks`);
+    const strict = await project.cli(['run', 'orders', '--json', '--max-rejects', '2']);
+    t.is(strict.code, 1);
+    t.is(strict.json<SummaryJson>().status, 'failed');
+  });
+});
+
+test('a dry run sends nothing, records nothing, and prints each request it would send as NDJSON', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, rows(30));
+
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10 }));
+    const dry = await project.cli(['run', 'orders', '--dry-run']);
+    t.is(dry.code, 0, dry.stderr);
+    const lines = dry.stdout.trim().split('\n').map((l) => JSON.parse(l) as { method: string; url: string; body: { visitors: unknown[] } });
+    t.is(lines.length, 3);
+    t.true(lines.every((l) => l.method === 'POST' && l.url === receiver.url));
+    t.is(lines.reduce((n, l) => n + l.body.visitors.length, 0), 30);
+    t.is(receiver.stats().requests, 0, 'nothing was sent');
+    const { rows: ledger } = await project.db.stateSql('select count(*)::int as n from convey.ledger');
+    const { rows: marks } = await project.db.stateSql('select count(*)::int as n from convey.watermarks');
+    t.is(ledger[0].n, 0);
+    t.is(marks[0].n, 0);
+
+    const out = join(project.dir, 'requests.ndjson');
+    await project.cli(['run', 'orders', '--dry-run', '--out', out]);
+    t.is(readFileSync(out, 'utf8').trim().split('\n').length, 3);
+
+    // The real run afterwards sends exactly what the dry run showed.
+    const run = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
+    t.like(run, { sent: 30, requests: 3 });
+  });
+});
+
+test('a broken mapping stops before anything is sent, naming the file and the fix', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, rows(3));
+
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('typo', CONVERSIONS_SQL.replace('revenue as revenue_cents', 'revenue as revenue'), eventsJob(receiver));
+    const typo = await project.cli(['run', 'typo']);
+    t.is(typo.code, 2);
+    t.regex(typo.stderr, /jobs\/typo\.sql: it returns \\"revenue\\", which is not a convey column \(did you mean \\"revenue_cents\\"\?\)/);
+
+    project.writeJob('noevent', CONVERSIONS_SQL.replace(' event_id,', ''), eventsJob(receiver));
+    const noEvent = await project.cli(['run', 'noevent']);
+    t.is(noEvent.code, 2);
+    t.regex(noEvent.stderr, /the Event API needs event_id/);
+
+    project.writeJob('param', CONVERSIONS_SQL.replace(':window_end', ':window_stop'), eventsJob(receiver));
+    const param = await project.cli(['run', 'param']);
+    t.is(param.code, 2);
+    t.regex(param.stderr, /uses :window_stop, which convey does not bind/);
+
+    project.writeJob('syntax', 'select from where', eventsJob(receiver));
+    const syntax = await project.cli(['run', 'syntax']);
+    t.is(syntax.code, 2);
+    t.regex(syntax.stderr, /jobs\/syntax\.sql/);
+
+    t.is(receiver.stats().requests, 0);
+  });
+});
+
+test('bad job settings stop before anything is read, naming file, key and fix', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  project.writeJob('orders', CONVERSIONS_SQL, {
+    destination: { type: 'optimizely-events', accountId: '1000' },
+    rateLimit: { perSecond: -5, concurency: 3 },
+    lookback: 'P1M',
+  });
+  const result = await project.cli(['run', 'orders']);
+  t.is(result.code, 2);
+  t.regex(result.stderr, /jobs\/orders\.json: rateLimit\.perSecond must be a number greater than 0/);
+  t.regex(result.stderr, /rateLimit\.concurency is not a known setting \(did you mean \\"concurrency\\"\?\)/);
+  t.regex(result.stderr, /lookback must be an ISO 8601 duration/);
+
+  const missing = await project.cli(['run', 'ordres']);
+  t.is(missing.code, 2);
+  t.regex(missing.stderr, /job \\"ordres\\" not found.*Did you mean \\"orders\\"/);
+});
