@@ -84,7 +84,8 @@ export async function createTestProject(): Promise<TestProject> {
       return { code, stdout, stderr: err.text(), json: <T>() => JSON.parse(stdout) as T };
     },
     spawn(args, options = {}) {
-      const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'cli', 'bin.ts'), ...args], {
+      // tsx is resolved from this repository: the child runs in the project's temporary folder.
+      const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(repoRoot, 'src', 'cli', 'bin.ts'), ...args], {
         cwd: dir,
         env: { ...env, ...options.env },
         stdio: ['ignore', 'pipe', 'pipe'],

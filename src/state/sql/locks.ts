@@ -33,8 +33,10 @@ export async function unlockRunAlive(conn: Queryable, runId: number): Promise<vo
 export async function aliveRuns(q: Queryable, runIds: number[]): Promise<Set<number>> {
   if (runIds.length === 0) return new Set();
   const { rows } = await q.query<{ objid: string }>(
+    // Advisory locks belong to a database; pg_locks shows every database's.
     `select objid::text as objid from pg_locks
       where locktype = 'advisory' and granted and objsubid = 2
+        and database = (select oid from pg_database where datname = current_database())
         and classid = $1::bigint::oid and objid = any($2::bigint[]::oid[])`,
     [RUN_KEYSPACE, runIds.map(runKey)],
   );

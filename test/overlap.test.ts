@@ -1,0 +1,30 @@
+import test from 'ava';
+import { CONVERSIONS_SQL, CONVERSIONS_TABLE, eventsJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
+import { createTestProject, waitFor } from './helpers/project.ts';
+
+test('a second run of a job while the first is sending sends nothing, exits 75 and names the run holding the job', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, rows(400));
+
+  await withReceiver({ protocol: 'events', faults: { delayMs: 30 } }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10, rateLimit: { concurrency: 2, perSecond: 20 } }));
+    const first = project.spawn(['run', 'orders', '--json']);
+    await waitFor(() => (receiver.stats().acceptedRequests >= 2 ? true : undefined), 'the first run to start sending');
+
+    const requestsBefore = receiver.stats().requests;
+    const second = await project.cli(['run', 'orders', '--json']);
+    t.is(second.code, 75, second.stderr);
+    t.is(second.stdout, '', 'no summary: nothing ran');
+    t.regex(second.stderr, new RegExp(`pid ${first.child.pid}`), 'the message names the process holding the job');
+    t.regex(second.stderr, /run 1\b/, 'and its run');
+
+    t.is(await first.exited, 0, first.stderr());
+    const summary = JSON.parse(first.stdout()) as SummaryJson;
+    t.is(summary.sent, 400);
+    t.true(receiver.stats().requests >= requestsBefore);
+    t.is(receiver.stats().unique, 400);
+    t.is(receiver.stats().duplicates, 0);
+  });
+});
