@@ -22,17 +22,21 @@ test('a run killed with -9 mid-way is completed by the next run: nothing lost, n
     child.child.kill('SIGKILL');
     t.is(await child.exited, null, 'killed, not exited');
 
+    // Requests already inside the receiver when the client died are still answered: let them land.
+    await new Promise((r) => setTimeout(r, 300));
     const { rows: before } = await project.db.stateSql(`select conversion_id, status from convey.conversions`);
     const sentBefore = new Set(before.filter((r: { status: string }) => r.status === 'sent').map((r: { conversion_id: string }) => r.conversion_id));
-    const pendingBefore = before.filter((r: { status: string }) => r.status === 'pending').length;
+    const inDoubt = new Set(before.filter((r: { status: string }) => r.status === 'pending').map((r: { conversion_id: string }) => r.conversion_id));
+    const pendingBefore = inDoubt.size;
+    t.true(pendingBefore > 0, 'some conversions were in flight (pending) at the kill');
     t.true(sentBefore.size > 0, 'some conversions were recorded as sent before the kill');
     t.true(sentBefore.size < total, 'the kill landed before the end');
     const { rows: runs } = await project.db.stateSql(`select status from convey.runs`);
     t.deepEqual(runs.map((r: { status: string }) => r.status), ['running'], 'the killed run could not record its end');
 
     receiver.setFaults({});
-    const arrivedBefore = new Map<string, number>();
-    for (const a of receiver.accepted()) arrivedBefore.set(a.uuid!, (arrivedBefore.get(a.uuid!) ?? 0) + 1);
+    // In-doubt conversions that had in fact arrived: their resend must be recognised as the same event.
+    const arrivedInDoubt = new Set(receiver.accepted().map(conversionOf).filter((id) => inDoubt.has(id)));
 
     const rerun = await project.cli(['run', 'orders', '--json']);
     t.is(rerun.code, 0, rerun.stderr);
@@ -40,10 +44,11 @@ test('a run killed with -9 mid-way is completed by the next run: nothing lost, n
     t.is(summary.resent, pendingBefore, 'the conversions in flight at the kill are resent, and counted apart');
     t.is(summary.failed, 0);
 
-    // Every conversion arrived; the only copies are of conversions that were in doubt.
+    // Every conversion arrived once as far as Optimizely is concerned: the resends of those that had
+    // arrived carried the same (entity_id, uuid, timestamp) and were dropped as duplicates.
     const stats = receiver.stats();
     t.is(stats.unique, total);
-    t.true(stats.duplicates <= pendingBefore);
+    t.is(stats.duplicates, arrivedInDoubt.size);
     const { rows: after } = await project.db.stateSql(`select conversion_id, status from convey.conversions`);
     t.is(after.length, total);
     t.true(after.every((r: { status: string }) => r.status === 'sent'));
