@@ -5,6 +5,9 @@ import { createDestination, type ResolvedDestination } from '../destinations/ind
 import { ConveyError } from '../errors.ts';
 import { ndjsonTransport, type Transport } from '../pipeline/transport.ts';
 import { openSource, type Source } from '../source/connect.ts';
+import { existsSync } from 'node:fs';
+import { migrations } from '../../migrations/index.ts';
+import { pendingMigrations } from '../state/migrate.ts';
 import { openStateStore, stateLocation, type StateStore } from '../state/store.ts';
 import { systemClock } from '../time/clock.ts';
 import type { CliIO } from './io.ts';
@@ -27,6 +30,29 @@ export function projectFrom(io: CliIO, flags: CommonFlags): Project {
 export async function withState<T>(io: CliIO, project: Project, command: string, fn: (store: StateStore) => Promise<T>): Promise<T> {
   const store = await openStateStore(stateLocation(project.dir, io.env), command);
   try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * For commands that change nothing (plan, status, rejects): opens the store without migrating it,
+ * and without creating an embedded one. `fn` gets undefined when there is no state yet (no run
+ * ever recorded anything), which reads as an empty ledger.
+ */
+export async function withStateReadOnly<T>(io: CliIO, project: Project, command: string, fn: (store: StateStore | undefined) => Promise<T>): Promise<T> {
+  const location = stateLocation(project.dir, io.env);
+  if (location.kind === 'embedded' && !existsSync(location.dataDir)) return fn(undefined);
+  const store = await openStateStore(location, command, false);
+  try {
+    const pending = await pendingMigrations(store.connection);
+    if (pending.length === migrations.length) return await fn(undefined);
+    if (pending.length) {
+      throw new ConveyError('STATE_ERROR', `the state store is behind this version of convey (missing ${pending.join(', ')})`, {
+        hint: 'Run convey migrate (or any convey run, which migrates on start).',
+      });
+    }
     return await fn(store);
   } finally {
     await store.close();

@@ -2,10 +2,16 @@ import { Command, CommanderError } from 'commander';
 import { ConveyError, toConveyError } from '../errors.ts';
 import { createLogger, type LogLevel } from '../log.ts';
 import { conveyVersion } from '../package-root.ts';
+import { backfillCommand } from './commands/backfill.ts';
 import { demoCommand } from './commands/demo.ts';
 import { migrateCommand } from './commands/migrate.ts';
+import { planCommand } from './commands/plan.ts';
 import { receiverCommand } from './commands/receiver.ts';
+import { rejectsCommand } from './commands/rejects.ts';
+import { retryCommand } from './commands/retry.ts';
 import { runCommand } from './commands/run.ts';
+import { stateCommand } from './commands/state.ts';
+import { statusCommand } from './commands/status.ts';
 import { ExitCode, exitCodeForError } from './exit-codes.ts';
 import type { CliIO } from './io.ts';
 
@@ -20,9 +26,18 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (text) => io.stderr.write(text),
     })
     .exitOverride();
-  for (const make of [runCommand, migrateCommand, receiverCommand, demoCommand]) {
-    program.addCommand(make(io).exitOverride());
+  for (const make of [runCommand, planCommand, backfillCommand, statusCommand, rejectsCommand, retryCommand, stateCommand, migrateCommand, receiverCommand, demoCommand]) {
+    program.addCommand(make(io));
   }
+  // addCommand does not pass these down: without them a usage error deep in the tree would call
+  // process.exit from inside commander, and print to the real stdout in tests.
+  const inherit = (command: Command): void => {
+    for (const sub of command.commands) {
+      sub.exitOverride().configureOutput({ writeOut: (text) => io.stdout.write(text), writeErr: (text) => io.stderr.write(text) }).showHelpAfterError('(run with --help for usage)');
+      inherit(sub);
+    }
+  };
+  inherit(program);
   return program;
 }
 

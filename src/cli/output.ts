@@ -34,7 +34,6 @@ export function formatSummary(s: RunSummary): string {
   if (s.watermark.before !== s.watermark.after || s.watermark.after) {
     lines.push(`  watermark     ${s.watermark.before ?? '(none)'} → ${s.watermark.after ?? '(none)'}`);
   }
-  if (s.error) lines.push(`  error         ${s.error}`);
   return lines.join('\n') + '\n';
 }
 
@@ -48,7 +47,14 @@ export class ProgressLine {
   private total: number | undefined;
   private shown = false;
 
-  constructor(private readonly out: Writable & { isTTY?: boolean; columns?: number }, private readonly label: string) {}
+  constructor(
+    private readonly out: Writable & { isTTY?: boolean; columns?: number },
+    private label: string,
+  ) {}
+
+  setLabel(label: string): void {
+    this.label = label;
+  }
 
   setTotal(total: number): void {
     this.total = total;

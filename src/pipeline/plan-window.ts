@@ -4,7 +4,7 @@ import type { OutboundRequest } from '../delivery/request.ts';
 import type { Source } from '../source/connect.ts';
 import type { Window } from '../source/pages.ts';
 import type { Queryable } from '../state/db.ts';
-import { countOpen, keyOf, lookup } from '../state/sql/ledger.ts';
+import { countOpen, keyOf, lookup, type ExistingEntry } from '../state/sql/ledger.ts';
 import type { RejectInput } from '../state/sql/rejects.ts';
 import { checkedBatches, duplicateReject, type Item } from './checked-batches.ts';
 import type { Transport } from './transport.ts';
@@ -28,7 +28,8 @@ export interface PlanResult {
 }
 
 export interface PlanDeps {
-  state: Queryable;
+  /** Undefined when no state exists yet: an empty ledger. */
+  state: Queryable | undefined;
   source: Source;
   destination: Destination;
   job: JobConfig;
@@ -57,7 +58,7 @@ export async function planWindow(deps: PlanDeps, window: Window, options: { samp
     skipped: 0,
     rejectsByReason: {},
     rejectExamples: {},
-    openFromEarlierRuns: await countOpen(deps.state, deps.job.name),
+    openFromEarlierRuns: deps.state ? await countOpen(deps.state, deps.job.name) : { failed: 0, deferred: 0, inDoubt: 0 },
     requests: 0,
     samples: [],
   };
@@ -72,7 +73,7 @@ export async function planWindow(deps: PlanDeps, window: Window, options: { samp
   for await (const batch of checkedBatches(deps.source, deps.job, destination, window, { signal: deps.signal })) {
     result.read += batch.read;
     batch.rejects.forEach(reject);
-    const existing = await lookup(deps.state, destination.key, batch.items);
+    const existing = deps.state ? await lookup(deps.state, destination.key, batch.items) : new Map<string, ExistingEntry>();
     const sending: Item[] = [];
     for (const item of batch.items) {
       const key = keyOf(item);

@@ -1,6 +1,6 @@
 import type { JobConfig } from '../config/project.ts';
 import type { Destination } from '../destinations/destination.ts';
-import { ConveyError } from '../errors.ts';
+import { ConveyError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Source } from '../source/connect.ts';
 import { describeMapping, type Window } from '../source/pages.ts';
@@ -13,8 +13,8 @@ import type { Instant } from '../time/instant.ts';
 import { mappingOf } from './checked-batches.ts';
 import { zeroCounts, type RunCounts } from './counts.ts';
 import { holdJob } from './job-lock.ts';
-import { sendOpenConversions } from './send-open.ts';
-import { sendWindow } from './send-window.ts';
+import { sendOpenConversions, type SendOpenDeps } from './send-open.ts';
+import { sendWindow, type SendDeps } from './send-window.ts';
 import type { Transport } from './transport.ts';
 import { incrementalWindow } from './window.ts';
 
@@ -26,14 +26,16 @@ export interface RunSummary extends RunCounts {
   window: Window | null;
   watermark: { before: Instant | null; after: Instant | null };
   durationMs: number;
-  /** Set when the run ended on an error; the message says how to fix it. */
-  error?: string;
+  /** Delivery figures (rates, retries, throttling) from the transport. */
   delivery?: Record<string, unknown>;
+  /** Mode-specific facts (backfill chunks, replay results). */
+  details?: Record<string, unknown>;
 }
 
 export interface RunJobDeps {
   db: Db;
-  source: Source;
+  /** Not needed by `retry`, which sends from the ledger only. */
+  source?: Source;
   destination: Destination;
   transport: Transport;
   job: JobConfig;
@@ -42,74 +44,123 @@ export interface RunJobDeps {
   signal: AbortSignal;
   /** Tells a second process which run holds an embedded store. */
   describeHolder?: (info: Record<string, unknown>) => void;
-  onProgress?: (counts: RunCounts, window: Window) => void;
+  onProgress?: (counts: RunCounts, window: Window | null) => void;
+}
+
+/** What one kind of run does once it holds the job. */
+export interface RunPlan {
+  mode: RunMode;
+  /** The window the run covers (for the record and the mapping check); undefined for retry. */
+  window?(watermark: Instant | undefined): Window | Promise<Window>;
+  body(run: RunContext): Promise<void>;
+  maxRejects?: number;
+}
+
+export interface RunContext {
+  runId: number;
+  counts: RunCounts;
+  window: Window | null;
+  watermarkBefore: Instant | undefined;
+  /** Dependencies for the send steps, with progress reporting wired in (`send` needs a source). */
+  send: SendDeps | undefined;
+  open: SendOpenDeps;
+  /** Record where the watermark ended (incremental runs). */
+  setWatermark(value: Instant | undefined): void;
+  details: Record<string, unknown>;
 }
 
 /**
- * `convey run <job>`: the nightly incremental run. Checks the mapping, sends what earlier runs
- * left open, then reads [watermark − lookback, now − settle) and sends it, moving the watermark
- * with the ledger.
+ * Every run, whatever its mode: take the job (one run at a time, on any machine), record the run,
+ * check the mapping before anything is sent, do the mode's work, record how it ended. The summary
+ * is exact: the counts written to the run history are the ones returned.
  */
-export async function runJob(deps: RunJobDeps, options: { maxRejects?: number } = {}): Promise<RunSummary> {
+export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSummary> {
   const { db, job, clock } = deps;
   const startedAt = clock.monotonic();
-  const held = await holdJob(db, job.name, 'run', { sqlHash: job.sqlHash });
-  const counts = zeroCounts();
+  const held = await holdJob(db, job.name, plan.mode, { sqlHash: job.sqlHash });
   deps.describeHolder?.({ job: job.name, runId: held.runId });
+  const counts = zeroCounts();
+  const details: Record<string, unknown> = {};
   let window: Window | null = null;
   let before: Instant | undefined;
   let after: Instant | undefined;
   try {
     before = await readWatermark(db, job.name);
     after = before;
-    const win = incrementalWindow(job, before, clock.now());
-    window = win;
-    await updateRunWindow(db, held.runId, win.start, win.end, before);
+    if (plan.window) {
+      window = await plan.window(before);
+      await updateRunWindow(db, held.runId, window.start, window.end, before);
+    }
     if (held.crashedRuns.length) {
-      deps.logger.warn(`earlier run(s) ${held.crashedRuns.join(', ')} ended without finishing; their unfinished conversions are sent first`, { job: job.name });
+      deps.logger.warn(`run(s) ${held.crashedRuns.join(', ')} of this job ended without finishing; their unfinished conversions are sent first`);
     }
-
-    // Before anything is sent: the mapping must return what the destination needs.
-    const columns = await describeMapping(deps.source, mappingOf(job), win);
-    const problems = deps.destination.checkColumns(columns);
-    if (problems.length) {
-      throw new ConveyError('MAPPING_INVALID', problems.map((p) => `${job.sqlFile}: ${p}`).join('\n'), {
-        hint: `${deps.destination.label} cannot send this mapping; fix the SELECT in ${job.sqlFile}.`,
-      });
+    if (window && deps.source) {
+      // Before anything is sent: the mapping must return what the destination needs.
+      const columns = await describeMapping(deps.source, mappingOf(job), window);
+      const problems = deps.destination.checkColumns(columns);
+      if (problems.length) {
+        throw new ConveyError('MAPPING_INVALID', problems.map((p) => `${job.sqlFile}: ${p}`).join('\n'), {
+          hint: `${deps.destination.label} cannot send this mapping; fix the SELECT in ${job.sqlFile}.`,
+        });
+      }
     }
-    const progress = (): void => deps.onProgress?.(counts, win);
-    const common = { db, destination: deps.destination, transport: deps.transport, job, runId: held.runId, signal: deps.signal, counts, onProgress: progress };
-    await sendOpenConversions(common);
-    const result = await sendWindow(
-      { ...common, source: deps.source, logger: deps.logger },
-      { window: win, advanceWatermark: true, resolveRejects: (await countOpenRejects(db, job.name)) > 0 },
-    );
-    after = result.watermark ?? before;
+    const progress = (): void => deps.onProgress?.(counts, window);
+    const open: SendOpenDeps = { db, destination: deps.destination, transport: deps.transport, job, runId: held.runId, signal: deps.signal, counts, onProgress: progress };
+    const context: RunContext = {
+      runId: held.runId,
+      counts,
+      window,
+      watermarkBefore: before,
+      open,
+      send: deps.source ? { ...open, source: deps.source, logger: deps.logger } : undefined,
+      setWatermark: (value) => {
+        after = value ?? after;
+      },
+      details,
+    };
+    await plan.body(context);
     counts.requests = deps.transport.requestCount();
-    const status = outcome(counts, deps.signal.aborted, options.maxRejects ?? job.maxRejects);
+    const status = outcome(counts, deps.signal.aborted, plan.maxRejects ?? job.maxRejects);
     await finishRun(db, held.runId, { status, counts: { ...counts }, watermarkAfter: after });
-    return summary(held.runId, status);
-  } catch (error) {
-    counts.requests = deps.transport.requestCount();
-    const message = error instanceof Error ? error.message : String(error);
-    await finishRun(db, held.runId, { status: 'failed', counts: { ...counts }, watermarkAfter: after, error: message }).catch(() => undefined);
-    throw error;
-  } finally {
-    await held.release();
-  }
-
-  function summary(runId: number, status: RunStatus): RunSummary {
     return {
       job: job.name,
-      runId,
-      mode: 'run',
+      runId: held.runId,
+      mode: plan.mode,
       status,
       window,
       ...counts,
       watermark: { before: before ?? null, after: after ?? null },
       durationMs: Math.round(clock.monotonic() - startedAt),
+      ...(Object.keys(details).length ? { details } : {}),
     };
+  } catch (error) {
+    counts.requests = deps.transport.requestCount();
+    await finishRun(db, held.runId, { status: 'failed', counts: { ...counts }, watermarkAfter: after, error: errorMessage(error) }).catch(() => undefined);
+    throw error;
+  } finally {
+    await held.release();
   }
+}
+
+/**
+ * `convey run <job>`: the nightly incremental run. Sends what earlier runs left open, then reads
+ * [watermark − lookback, now − settle) and sends it, moving the watermark with the ledger.
+ */
+export function runJob(deps: RunJobDeps, options: { maxRejects?: number } = {}): Promise<RunSummary> {
+  return executeRun(deps, {
+    mode: 'run',
+    ...(options.maxRejects === undefined ? {} : { maxRejects: options.maxRejects }),
+    window: (watermark) => incrementalWindow(deps.job, watermark, deps.clock.now()),
+    async body(run) {
+      await sendOpenConversions(run.open);
+      const result = await sendWindow(run.send!, {
+        window: run.window!,
+        advanceWatermark: true,
+        resolveRejects: (await countOpenRejects(deps.db, deps.job.name)) > 0 ? 'claimed' : false,
+      });
+      run.setWatermark(result.watermark);
+    },
+  });
 }
 
 /** How a run ended: interrupted by a signal, failed (conversions failed, too many rejects), or succeeded. */

@@ -36,8 +36,12 @@ export interface SendOptions {
   resendSince?: string;
   /** Replay: only these conversion ids. */
   conversionIds?: readonly string[];
-  /** Resolve open rejects of conversions claimed now (skipped when the job has none). */
-  resolveRejects: boolean;
+  /**
+   * Which open rejects to mark resolved: those of conversions claimed now ('claimed'; a run skips
+   * this when the job has no open rejects), or also of those found already sent ('passing': a
+   * replay, where a reject whose row now passes has nothing left to do).
+   */
+  resolveRejects: 'claimed' | 'passing' | false;
 }
 
 export interface SendResult {
@@ -87,6 +91,7 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
           : await claimNew(tx, destination.key, job.name, batchId, batch.items);
         claimed = batch.items.filter((item) => won.has(keyOf(item)));
         const lost = batch.items.filter((item) => !won.has(keyOf(item)));
+        const passing = claimed.map((c) => c.conversionId);
         if (lost.length) {
           const existing = await lookup(tx, destination.key, lost);
           for (const item of lost) {
@@ -95,13 +100,14 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
               rejects.push(duplicateReject(item, batch.rows.get(item) ?? {}));
             } else if (entry?.status === 'sent' && entry.runId !== runId) {
               counts.alreadySent++;
+              if (options.resolveRejects === 'passing') passing.push(item.conversionId);
             } else {
               // Held by another run, or failed earlier and already retried by this run.
               counts.skipped++;
             }
           }
         }
-        if (options.resolveRejects && claimed.length) await resolveRejects(tx, job.name, runId, claimed.map((c) => c.conversionId));
+        if (options.resolveRejects && passing.length) await resolveRejects(tx, job.name, runId, passing);
       }
       await recordRejects(tx, job.name, runId, rejects);
     });

@@ -73,3 +73,29 @@ export async function resolveRejects(tx: Queryable, job: string, runId: number, 
   );
   return result.rowCount ?? 0;
 }
+
+/** Open rejects that can be read again by id: they have a conversion_id and a cursor value. */
+export async function replayableRejects(q: Queryable, job: string, reasonCode: string | undefined): Promise<{ ids: string[]; from: string | null; to: string | null; notReplayable: number }> {
+  const { rows } = await q.query<{ ids: string[] | null; from: string | null; to: string | null; not_replayable: number }>(
+    `select array_agg(distinct conversion_id) filter (where conversion_id is not null and cursor_value is not null) as ids,
+            min(cursor_value) filter (where conversion_id is not null) as "from",
+            max(cursor_value) filter (where conversion_id is not null) as "to",
+            count(*) filter (where conversion_id is null or cursor_value is null)::int as not_replayable
+       from convey.rejects
+      where job = $1 and resolved_at is null and ($2::text is null or reason_code = $2)`,
+    [job, reasonCode ?? null],
+  );
+  const r = rows[0]!;
+  return { ids: r.ids ?? [], from: r.from, to: r.to, notReplayable: r.not_replayable };
+}
+
+/** How a replay left the rejects it looked at. */
+export async function replayOutcome(q: Queryable, job: string, runId: number): Promise<{ resolved: number; rejectedAgain: number }> {
+  const { rows } = await q.query<{ resolved: number; rejected_again: number }>(
+    `select count(*) filter (where resolved_by_run = $2)::int as resolved,
+            count(*) filter (where resolved_at is null and run_id = $2)::int as rejected_again
+       from convey.rejects where job = $1`,
+    [job, runId],
+  );
+  return { resolved: rows[0]!.resolved, rejectedAgain: rows[0]!.rejected_again };
+}

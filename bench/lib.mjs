@@ -1,0 +1,344 @@
+// Shared pieces of the benchmarks: a PostgreSQL admin connection, a source table filled in one
+// statement, a throwaway convey project, the receiver as its own process, and the built CLI run
+// as its own process with its wall time (and, on request, its peak RSS).
+//
+// Everything runs against dist/ (npm run build): the numbers are those of the shipped code.
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import pg from 'pg';
+
+export const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+export const CLI = join(repoRoot, 'bin', 'convey.js');
+const MAIN_JS = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+
+/** Any database on the server, used to create and drop the benchmark databases. */
+export const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** The URL of database `name` on the admin server. */
+export function dbUrl(name) {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** Fails early, with the fix, when the CLI was not built. */
+export function requireBuild() {
+  if (!existsSync(MAIN_JS)) {
+    throw new Error(`${MAIN_JS} does not exist: run \`npm run build\` first (the benchmarks measure the built CLI)`);
+  }
+}
+
+/** Runs `fn(client)` on a fresh connection to `url`, then closes it. */
+export async function withClient(url, fn) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Drops (forcing out leftover sessions) and creates database `name`. */
+export async function recreateDatabase(name) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain database name: ${name}`);
+  await withClient(ADMIN_URL, async (c) => {
+    await c.query(`drop database if exists ${name} with (force)`);
+    await c.query(`create database ${name}`);
+  });
+}
+
+export async function dropDatabase(name) {
+  await withClient(ADMIN_URL, (c) => c.query(`drop database if exists ${name} with (force)`));
+}
+
+export async function serverVersion() {
+  return withClient(ADMIN_URL, async (c) => (await c.query('show server_version')).rows[0].server_version);
+}
+
+export const FIRST_AT = '2026-03-01T00:00:00Z';
+export const SPAN_DAYS = 19; // 2026-03-01 … 2026-03-20: in the past, after the jobs' start
+export const EXPERIMENTS_JSON = '{"987654321":"1111111"}';
+export const VISITORS = 100_000;
+
+/**
+ * Creates `conversions` with `n` rows in one `insert … select … from generate_series`, spread
+ * evenly over 19 days of March 2026, with the index the keyset reader pages on. Vacuumed and
+ * analysed so the first measured read does not also set hint bits.
+ */
+export async function seedConversions(url, n) {
+  return withClient(url, async (c) => {
+    const started = performance.now();
+    await c.query(`drop table if exists conversions`);
+    await c.query(`
+      create table conversions (
+        id text not null,
+        at timestamptz not null,
+        visitor text not null,
+        event_key text not null,
+        event_id text not null,
+        revenue integer,
+        experiments json not null
+      )`);
+    await c.query(
+      `insert into conversions (id, at, visitor, event_key, event_id, revenue, experiments)
+       select 'ord-' || lpad(g::text, 8, '0'),
+              $2::timestamptz + (g - 1) * ($3::float8 * interval '1 day' / $1::int),
+              'visitor-' || (g % $4::int),
+              case when g % 4 = 0 then 'phone_refund' else 'phone_order' end,
+              case when g % 4 = 0 then '20002' else '20001' end,
+              case when g % 10 = 0 then null else 1000 + g % 50000 end,
+              $5::json
+         from generate_series(1, $1::int) as g`,
+      [n, FIRST_AT, SPAN_DAYS, VISITORS, EXPERIMENTS_JSON],
+    );
+    await c.query(`alter table conversions add primary key (id)`);
+    await c.query(`create index conversions_by_at on conversions (at, id)`);
+    await c.query(`vacuum (analyze) conversions`);
+    return { rows: n, seconds: (performance.now() - started) / 1000 };
+  });
+}
+
+export const JOB_SQL = `select id as conversion_id, at as occurred_at, visitor as visitor_id, event_key, event_id,
+       revenue as revenue_cents, experiments
+  from conversions
+ where at >= :window_start and at < :window_end
+`;
+
+/** Job settings with the benchmarks' defaults: no settle, no lookback, no rate limit unless given. */
+export function jobSettings({ destination, concurrency = 32, perSecond, batchSize = 500, pageSize = 5000 }) {
+  return {
+    source: 'warehouse',
+    destination,
+    start: '2026-01-01T00:00:00Z',
+    settle: 'PT0S',
+    lookback: 'PT0S',
+    rateLimit: perSecond === undefined ? { concurrency } : { concurrency, perSecond },
+    batchSize,
+    pageSize,
+  };
+}
+
+export const classicDestination = (receiver) => ({ type: 'optimizely-classic', projectId: '1234567', endpoint: receiver.url });
+export const eventsDestination = (receiver) => ({ type: 'optimizely-events', accountId: '1234567', projectId: '1234567', endpoint: receiver.url });
+
+/**
+ * A temporary convey project: config/default.json naming the source, jobs/<job>.sql and .json.
+ * `stateUrl` set: CONVEY_STATE_URL; unset: the embedded store under <dir>/.convey/state.
+ */
+export function createProject({ sourceUrl, stateUrl, job = 'bench', sql = JOB_SQL, settings }) {
+  const dir = mkdtempSync(join(os.tmpdir(), 'convey-bench-'));
+  mkdirSync(join(dir, 'config'));
+  mkdirSync(join(dir, 'jobs'));
+  writeFileSync(join(dir, 'config', 'default.json'), JSON.stringify({ sources: { warehouse: { client: 'pg', connection: sourceUrl } } }, null, 2));
+  const project = {
+    dir,
+    job,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME ?? dir, ...(stateUrl ? { CONVEY_STATE_URL: stateUrl } : {}) },
+    writeJob(next) {
+      writeFileSync(join(dir, 'jobs', `${job}.sql`), sql);
+      writeFileSync(join(dir, 'jobs', `${job}.json`), JSON.stringify(next, null, 2));
+    },
+    remove() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  if (settings) project.writeJob(settings);
+  return project;
+}
+
+/** Empties the state tables (the schema stays migrated), so the next run sends everything again. */
+export async function resetState(stateUrl) {
+  await withClient(stateUrl, (c) => c.query(`truncate convey.backfill_chunks, convey.backfills, convey.rejects, convey.ledger, convey.batches, convey.watermarks, convey.runs`));
+}
+
+/**
+ * Starts `convey receiver` as its own process on a free port. `stop()` sends SIGINT and resolves
+ * with the stats JSON it prints on the way out.
+ */
+export async function startReceiver(protocol, extraArgs = [], { nodeArgs = [] } = {}) {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'receiver', '--port', '0', '--protocol', protocol, ...extraArgs], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH, CONVEY_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const origin = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`receiver did not start within 10 s; stderr: ${stderr}`)), 10_000);
+    const check = () => {
+      const m = /receiver listening on (http:\/\/\S+)/.exec(stdout);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout.off('data', check);
+        resolve(m[1]);
+      }
+    };
+    child.stdout.on('data', check);
+    exited.then(({ code }) => reject(new Error(`receiver exited (${code}) before listening; stderr: ${stderr}`)));
+  });
+  return {
+    origin,
+    pid: child.pid,
+    url: origin + (protocol === 'events' ? '/v1/events' : '/event'),
+    async stop() {
+      child.kill('SIGINT');
+      await exited;
+      const line = stdout.trim().split('\n').at(-1);
+      try {
+        return JSON.parse(line);
+      } catch {
+        throw new Error(`receiver printed no stats; stdout: ${stdout.slice(-500)} stderr: ${stderr.slice(-500)}`);
+      }
+    },
+  };
+}
+
+const TIME_BIN = '/usr/bin/time';
+export const haveGnuTime = existsSync(TIME_BIN);
+
+/**
+ * Runs the built CLI as its own process: `args` after `node bin/convey.js`. Returns the exit code,
+ * output, process wall time, and with `measureRss` the peak RSS in MB (GNU time -v when present,
+ * otherwise a `node -e` wrapper that calls main() and reports process.resourceUsage().maxRSS).
+ * `nodeArgs` go to node itself (e.g. --cpu-prof).
+ */
+export async function runCli(args, { env, cwd = repoRoot, measureRss = false, nodeArgs = [] } = {}) {
+  let command = process.execPath;
+  let argv;
+  if (measureRss && !haveGnuTime) {
+    const wrapper =
+      `const { main } = await import(${JSON.stringify(pathToFileURL(MAIN_JS).href)});` +
+      `const code = await main(process.argv.slice(1));` +
+      `process.stderr.write('\\nconvey-bench maxRSS ' + process.resourceUsage().maxRSS + '\\n');` +
+      `process.exit(code);`;
+    argv = [...nodeArgs, '--input-type=module', '-e', wrapper, ...args];
+  } else {
+    argv = [...nodeArgs, CLI, ...args];
+    if (measureRss) {
+      argv = ['-v', command, ...argv];
+      command = TIME_BIN;
+    }
+  }
+  const started = performance.now();
+  const child = spawn(command, argv, { cwd, env: { ...env, CONVEY_LOG_LEVEL: env?.CONVEY_LOG_LEVEL ?? 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const code = await new Promise((resolve) => child.on('exit', (c) => resolve(c)));
+  const wallMs = performance.now() - started;
+  let maxRssMb;
+  let cpuSeconds;
+  if (measureRss) {
+    const user = /User time \(seconds\): ([\d.]+)/.exec(stderr);
+    const sys = /System time \(seconds\): ([\d.]+)/.exec(stderr);
+    if (user && sys) cpuSeconds = Number(user[1]) + Number(sys[1]);
+    const gnu = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
+    const own = /convey-bench maxRSS (\d+)/.exec(stderr);
+    if (gnu) maxRssMb = Number(gnu[1]) / 1024;
+    else if (own) maxRssMb = Number(own[1]) / 1024;
+  }
+  return {
+    code,
+    stdout,
+    stderr,
+    wallMs,
+    maxRssMb,
+    cpuSeconds,
+    json() {
+      const line = stdout.trim().split('\n').at(-1);
+      return JSON.parse(line);
+    },
+  };
+}
+
+/** `convey run <job> --json`; throws with the CLI's own words unless it succeeded. */
+export async function runJob(project, options = {}) {
+  const result = await runCli(['run', project.job, '--json', '--project', project.dir], { env: project.env, ...options });
+  if (result.code !== 0) {
+    throw new Error(`convey run ${project.job} exited ${result.code}\nstdout: ${result.stdout.slice(-2000)}\nstderr: ${result.stderr.slice(-2000)}`);
+  }
+  const summary = result.json();
+  if (summary.status !== 'succeeded') throw new Error(`convey run ended ${summary.status}: ${result.stdout}`);
+  return { ...result, summary };
+}
+
+export async function migrateState(project) {
+  const result = await runCli(['migrate', '--project', project.dir], { env: project.env });
+  if (result.code !== 0) throw new Error(`convey migrate exited ${result.code}: ${result.stderr}`);
+}
+
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+export const round = (n, digits = 0) => Number(n.toFixed(digits));
+export const fmt = (n, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+/** Prints a benchmark's figures as an aligned block (each script's own output). */
+export function printResult(result) {
+  console.log(`\n## ${result.title}`);
+  for (const f of result.figures) {
+    const target = f.target ? `   target ${f.target}: ${f.ok === undefined ? '-' : f.ok ? 'met' : 'MISSED'}` : '';
+    console.log(`  ${f.name.padEnd(56)} ${String(f.value).padStart(14)}${target}`);
+  }
+  for (const note of result.notes ?? []) console.log(`  note: ${note}`);
+}
+
+/** Lets a bench script run on its own (`node bench/x.mjs`) and be imported by run-all.mjs. */
+export async function runIfMain(meta, run) {
+  if (process.argv[1] && meta.url === pathToFileURL(process.argv[1]).href) {
+    requireBuild();
+    try {
+      printResult(await run());
+    } catch (error) {
+      console.error(error);
+      process.exitCode = 1;
+    }
+  }
+}
+
+/** Logs progress on stderr so stdout stays the figures. */
+export const progress = (message) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+
+/**
+ * CPU seconds used so far by PostgreSQL (every live postgres process, plus the postmaster's reaped
+ * children, so backends that already exited count too) and by the given pids. Linux /proc only;
+ * differences of two snapshots tell where a run's CPU went.
+ */
+export function cpuSnapshot(pids = []) {
+  const tick = 100; // USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK)
+  const read = (pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const comm = stat.slice(stat.indexOf('(') + 1, close);
+      const f = stat.slice(close + 2).split(' ');
+      // fields after comm: state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14)
+      return { comm, ppid: Number(f[1]), own: (Number(f[11]) + Number(f[12])) / tick, children: (Number(f[13]) + Number(f[14])) / tick };
+    } catch {
+      return undefined;
+    }
+  };
+  let postgres = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const p = read(entry);
+    if (!p || p.comm !== 'postgres') continue;
+    postgres += p.own;
+    if (p.ppid === 1 || read(p.ppid)?.comm !== 'postgres') postgres += p.children; // the postmaster
+  }
+  const byPid = {};
+  for (const pid of pids) byPid[pid] = read(pid)?.own;
+  return { postgres, byPid, at: performance.now() };
+}

@@ -1,0 +1,235 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import test from 'ava';
+import { CONVERSIONS_SQL, CONVERSIONS_TABLE, eventsJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
+import { createTestProject, waitFor } from './helpers/project.ts';
+
+interface PlanJson {
+  job: string;
+  window: { start: string; end: string };
+  read: number;
+  wouldSend: number;
+  alreadySent: number;
+  wouldReject: number;
+  skipped: number;
+  rejectsByReason: Record<string, number>;
+}
+
+test('plan shows exactly what the run that follows it does, and changes nothing', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, rows(50));
+
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    // A lookback reaching back to March re-reads the first 50, which the ledger holds as sent.
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { lookback: 'P400D' }));
+    t.is((await project.cli(['run', 'orders'])).code, 0);
+    await insertRows(project, [
+      ...rows(30, '2026-03-05T00:00:00Z', 'n'),
+      { ...rows(1, '2026-03-06T00:00:00Z', 'bad')[0]!, revenue: '9.99' },
+      { ...rows(1, '2026-03-06T00:00:01Z', 'bad2')[0]!, event_id: 'x' },
+      { ...rows(1, '2026-03-06T00:00:02Z', 'bad3')[0]!, revenue: '0.5' },
+    ]);
+    const runsBefore = (await project.db.stateSql('select count(*)::int as n from convey.runs')).rows[0].n;
+    const out = join(project.dir, 'plan.ndjson');
+    const plan = await project.cli(['plan', 'orders', '--json', '--out', out]);
+    t.is(plan.code, 0, plan.stderr);
+    const p = plan.json<PlanJson>();
+    t.like(p, { job: 'orders', read: 83, wouldSend: 30, alreadySent: 50, wouldReject: 3, rejectsByReason: { bad_revenue: 2, bad_event_id: 1 } });
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    t.is(lines.reduce((n, l) => n + (JSON.parse(l) as { body: { visitors: unknown[] } }).body.visitors.length, 0), 30);
+    t.is((await project.db.stateSql('select count(*)::int as n from convey.runs')).rows[0].n, runsBefore, 'plan records nothing');
+    t.is(receiver.stats().unique, 50, 'plan sends nothing');
+
+    const run = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
+    t.is(run.read, p.read);
+    t.is(run.sent, p.wouldSend);
+    t.is(run.alreadySent, p.alreadySent);
+    t.is(run.rejected, p.wouldReject);
+    t.is(run.window!.start, p.window.start);
+
+    const human = await project.cli(['plan', 'orders']);
+    t.regex(human.stdout, /would send {4}0/);
+    t.regex(human.stdout, /already sent {2}80/);
+    t.regex(human.stdout, /bad_revenue: 2\n\s+bad0001: revenue_cents "9.99" is not an integer/);
+  });
+});
+
+test('plan exits non-zero on a broken mapping, so it can gate a pull request', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('broken', CONVERSIONS_SQL.replace('visitor as visitor_id', 'visitor'), eventsJob(receiver));
+    const missing = await project.cli(['plan', 'broken']);
+    t.is(missing.code, 2);
+    t.regex(missing.stderr, /no \\"visitor_id\\" column, which is required/);
+    project.writeJob('sqlerror', CONVERSIONS_SQL.replace('from conversions', 'from conversionz'), eventsJob(receiver));
+    const sqlError = await project.cli(['plan', 'sqlerror']);
+    t.is(sqlError.code, 2);
+    t.regex(sqlError.stderr, /conversionz/);
+  });
+});
+
+test('a backfill killed mid-way resumes where it stopped, sends each conversion once, and never moves the watermark', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const perDay = 60;
+  for (let day = 1; day <= 8; day++) await insertRows(project, rows(perDay, `2026-03-0${day}T08:00:00Z`, `d${day}-`));
+  const total = perDay * 8;
+
+  await withReceiver({ protocol: 'events', faults: { delayMs: 25 } }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10, rateLimit: { concurrency: 2, perSecond: 40 } }));
+    const args = ['backfill', 'orders', '--from', '2026-03-01', '--to', '2026-03-09', '--json'];
+    const child = project.spawn(args);
+    await waitFor(() => (receiver.stats().unique >= perDay * 3 ? true : undefined), 'three days to be sent');
+    child.child.kill('SIGKILL');
+    await child.exited;
+    await new Promise((r) => setTimeout(r, 200));
+    const { rows: chunks } = await project.db.stateSql(`select count(*) filter (where done_at is not null)::int as done from convey.backfill_chunks`);
+    t.true(chunks[0].done >= 2 && chunks[0].done < 8, `${chunks[0].done} chunks were recorded done before the kill`);
+    const inDoubt = (await project.db.stateSql(`select conversion_id from convey.conversions where status = 'pending'`)).rows.length;
+
+    receiver.setFaults({});
+    const resumed = await project.cli(args);
+    t.is(resumed.code, 0, resumed.stderr);
+    const summary = resumed.json<SummaryJson & { details: Record<string, unknown> }>();
+    t.like(summary.details, { resumed: true, chunks: 8, chunksDone: 8, complete: true });
+    t.is(summary.details.chunksDoneBefore, chunks[0].done);
+    t.is(summary.resent, inDoubt);
+    t.is(receiver.stats().unique, total, 'every conversion arrived');
+    t.true(receiver.stats().duplicates <= inDoubt, 'the only copies are of conversions in flight at the kill, which Optimizely drops');
+    t.deepEqual(summary.watermark, { before: null, after: null }, 'the nightly watermark is untouched');
+    t.is((await project.db.stateSql('select count(*)::int as n from convey.watermarks')).rows[0].n, 0);
+
+    // Run again: a finished backfill starts a new one, and the ledger stops every resend.
+    const again = (await project.cli(args)).json<SummaryJson>();
+    t.like(again, { sent: 0, alreadySent: total });
+  });
+});
+
+test('backfill --resend sends again with the same uuid and timestamp, so Optimizely keeps one copy', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, rows(20, '2026-03-10T12:00:00Z'));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { timezone: 'America/New_York' }));
+    t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { sent: 20 });
+    const watermark = (await project.db.stateSql('select value from convey.watermarks')).rows[0].value;
+
+    const resend = (await project.cli(['backfill', 'orders', '--from', '2026-03-10', '--to', '2026-03-11', '--resend', '--json'])).json<SummaryJson>();
+    t.like(resend, { mode: 'backfill', sent: 20, alreadySent: 0 });
+    t.is(resend.window!.start, '2026-03-10T04:00:00.000000Z', 'a date is a whole day in the job\'s zone');
+    t.is(receiver.stats().unique, 20);
+    t.is(receiver.stats().duplicates, 20, 'the resends are recognised as the same events');
+    t.is((await project.db.stateSql('select value from convey.watermarks')).rows[0].value, watermark);
+  });
+});
+
+test('status reports the watermark, lag, last runs, waiting failures and open rejects', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, [...rows(10), { ...rows(1, '2026-03-02T00:00:00Z', 'bad')[0]!, revenue: '1.5' }]);
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    project.writeJob('idle', CONVERSIONS_SQL, eventsJob(receiver));
+    await project.cli(['run', 'orders']);
+    const status = await project.cli(['status', '--json']);
+    t.is(status.code, 0, status.stderr);
+    const { jobs } = status.json<{ jobs: Array<Record<string, any>> }>();
+    t.deepEqual(jobs.map((j) => j.job), ['idle', 'orders']);
+    const orders = jobs.find((j) => j.job === 'orders')!;
+    t.truthy(orders.watermark);
+    t.true(orders.lagSeconds >= 0 && orders.lagSeconds < 120);
+    t.is(orders.running, null);
+    t.is(orders.failed, 0);
+    t.is(orders.rejects, 1);
+    t.is(orders.lastRuns.length, 1);
+    t.like(orders.lastRuns[0], { mode: 'run', status: 'succeeded', counts: { read: 11, sent: 10, rejected: 1 } });
+    t.like(jobs.find((j) => j.job === 'idle'), { watermark: null, lastRuns: [] });
+    const human = await project.cli(['status', 'orders']);
+    t.regex(human.stdout, /rejects {4}1 open \(convey rejects orders\)/);
+  });
+});
+
+test('rejects lists reasons and rows; --replay after a mapping fix sends those that now pass', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const dollars = rows(4, '2026-03-03T00:00:00Z', 'usd').map((r) => ({ ...r, revenue: '19.99' }));
+  await insertRows(project, [...rows(10), ...dollars]);
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { sent: 10, rejected: 4 });
+
+    const listed = await project.cli(['rejects', 'orders', '--json']);
+    const { rejects } = listed.json<{ rejects: Array<{ conversionId: string; reasonCode: string; row: Record<string, unknown> }> }>();
+    t.deepEqual(rejects.map((r) => r.conversionId).sort(), ['usd0001', 'usd0002', 'usd0003', 'usd0004']);
+    t.true(rejects.every((r) => r.reasonCode === 'bad_revenue' && r.row.revenue_cents === '19.99'));
+    t.is((await project.cli(['rejects', 'orders', '--reason', 'refused', '--json'])).json<{ rejects: unknown[] }>().rejects.length, 0);
+
+    // The analytics engineer fixes the mapping: this column is in dollars.
+    project.writeJob('orders', CONVERSIONS_SQL.replace('revenue as revenue_cents', 'round(revenue * 100) as revenue_cents'), eventsJob(receiver));
+    const replay = await project.cli(['rejects', 'orders', '--replay', '--json']);
+    t.is(replay.code, 0, replay.stderr);
+    const summary = replay.json<SummaryJson & { details: Record<string, number> }>();
+    t.like(summary, { mode: 'replay', read: 4, sent: 4, rejected: 0 });
+    t.like(summary.details, { replayable: 4, resolved: 4, rejectedAgain: 0, notFound: 0 });
+    t.deepEqual(
+      receiver.accepted().filter((a) => a.revenue === 1999).length,
+      4,
+      'sent with the fixed revenue',
+    );
+    t.is((await project.cli(['rejects', 'orders', '--json'])).json<{ rejects: unknown[] }>().rejects.length, 0);
+    t.like((await project.cli(['status', 'orders', '--json'])).json<{ jobs: Array<{ rejects: number }> }>().jobs[0], { rejects: 0 });
+  });
+});
+
+test('retry sends failed conversions now, from the ledger, without reading the source', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, rows(12));
+  await withReceiver({ protocol: 'events', faults: { failRate: 1 } }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    t.is((await project.cli(['run', 'orders'])).code, 1);
+    await project.db.sourceSql('drop table conversions');
+    receiver.setFaults({});
+    const retry = await project.cli(['retry', 'orders', '--json']);
+    t.is(retry.code, 0, retry.stderr);
+    t.like(retry.json<SummaryJson>(), { mode: 'retry', read: 0, sent: 12, retried: 12, failed: 0, window: null });
+    t.is(receiver.stats().unique, 12);
+  });
+});
+
+test('state show, set and reset: confirmed, recorded in the history with who and from what to what', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  await insertRows(project, rows(5));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    t.regex((await project.cli(['state', 'show', 'orders'])).stdout, /no watermark yet; the next run starts at 2026-01-01T00:00:00.000000Z/);
+    await project.cli(['run', 'orders']);
+
+    const refused = await project.cli(['state', 'set', 'orders', '2026-03-01T00:00:02Z']);
+    t.is(refused.code, 2, 'no terminal to confirm on, no --yes: refused');
+    const set = await project.cli(['state', 'set', 'orders', '2026-03-01T00:00:02Z', '--yes']);
+    t.is(set.code, 0, set.stderr);
+    t.is((await project.cli(['state', 'show', 'orders', '--json'])).json<{ watermark: string }>().watermark, '2026-03-01T00:00:02.000000Z');
+    const { rows: history } = await project.db.stateSql(`select mode, note, actor from convey.runs where mode = 'state'`);
+    t.is(history.length, 1);
+    t.regex(history[0].note, /watermark changed from .+ to 2026-03-01 00:00:02\+00|watermark changed from .+ to 2026-03-01T00:00:02\.000000Z/);
+    t.truthy(history[0].actor);
+
+    // Moved back: the next run re-reads rows 3..5, the ledger skips them.
+    t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { read: 3, sent: 0, alreadySent: 3 });
+    t.is((await project.cli(['state', 'reset', 'orders', '--yes'])).code, 0);
+    t.like((await project.cli(['state', 'show', 'orders', '--json'])).json<{ watermark: string | null }>(), { watermark: null });
+    t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { read: 5, sent: 0, alreadySent: 5 });
+  });
+});
