@@ -1,0 +1,107 @@
+import { join } from 'node:path';
+import test from 'ava';
+import type { SourceConfig } from '../src/config/project.ts';
+import { openSource, type Source } from '../src/source/connect.ts';
+import { describeMapping, readPages, type Mapping } from '../src/source/pages.ts';
+import type { Instant } from '../src/time/instant.ts';
+import { createTestProject, type TestProject } from './helpers/project.ts';
+
+/**
+ * The keyset reader against a real database: every row in the window exactly once, whatever the
+ * page size, with microsecond timestamps and many rows sharing one cursor value.
+ */
+
+const mapping: Mapping = {
+  sql: 'select id as conversion_id, at as occurred_at, visitor as visitor_id from events_src where at >= :window_start and at < :window_end',
+  file: 'jobs/test.sql',
+  cursor: 'occurred_at',
+};
+
+async function withSource(t: { teardown(fn: () => Promise<void>): void }, setup: string): Promise<{ source: Source; project: TestProject }> {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(setup);
+  const config: SourceConfig =
+    project.db.kind === 'postgres'
+      ? { name: 'warehouse', file: 'config/default.json', client: 'pg', connection: String(project.db.sourceConfig.connection) }
+      : { name: 'warehouse', file: 'config/default.json', client: 'pglite', dataDir: join(project.dir, '.convey', 'warehouse') };
+  const source = await openSource(config, 'test');
+  t.teardown(() => source.close());
+  return { source, project };
+}
+
+async function readAll(source: Source, window: { start: string; end: string }, pageSize: number): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const page of readPages(source, mapping, { start: window.start as Instant, end: window.end as Instant }, { pageSize })) {
+    t_assertSorted(page);
+    ids.push(...page.map((r) => String(r.conversion_id)));
+  }
+  return ids;
+}
+
+function t_assertSorted(page: Array<Record<string, unknown>>): void {
+  for (let i = 1; i < page.length; i++) {
+    const a = `${String(page[i - 1]!.occurred_at)}|${String(page[i - 1]!.conversion_id)}`;
+    const b = `${String(page[i]!.occurred_at)}|${String(page[i]!.conversion_id)}`;
+    if (a > b) throw new Error(`page out of order: ${a} before ${b}`);
+  }
+}
+
+const SETUP = `
+  create table events_src (id text, at timestamptz, visitor text);
+  -- seven rows sharing one cursor value, neighbours one microsecond apart, and an exact duplicate
+  insert into events_src values
+    ('a', '2026-03-01 00:00:00.000001+00', 'v'),
+    ('b', '2026-03-01 00:00:00.000002+00', 'v'),
+    ('s1', '2026-03-01 00:00:00.000003+00', 'v'), ('s2', '2026-03-01 00:00:00.000003+00', 'v'),
+    ('s3', '2026-03-01 00:00:00.000003+00', 'v'), ('s4', '2026-03-01 00:00:00.000003+00', 'v'),
+    ('s5', '2026-03-01 00:00:00.000003+00', 'v'), ('s6', '2026-03-01 00:00:00.000003+00', 'v'),
+    ('s7', '2026-03-01 00:00:00.000003+00', 'v'),
+    ('dup', '2026-03-01 00:00:00.000004+00', 'v'), ('dup', '2026-03-01 00:00:00.000004+00', 'v'),
+    ('dup', '2026-03-01 00:00:00.000004+00', 'v'),
+    ('c', '2026-03-01 00:00:00.000005+00', 'v'),
+    ('late', '2026-03-01 00:00:01+00', 'v'),
+    (null, '2026-03-01 00:00:00.000004+00', 'v');
+`;
+
+const EXPECTED = ['a', 'b', 's1', 's2', 's3', 's4', 's5', 's6', 's7', 'dup', 'dup', 'dup', 'c', 'late'];
+
+test('every page size reads each row once, in (cursor, id) order, across shared cursor values and exact duplicates', async (t) => {
+  const { source } = await withSource(t, SETUP);
+  const window = { start: '2026-03-01T00:00:00.000000Z', end: '2026-03-02T00:00:00.000000Z' };
+  for (const pageSize of [1, 2, 3, 4, 5, 100]) {
+    t.deepEqual(await readAll(source, window, pageSize), EXPECTED, `page size ${pageSize}`);
+  }
+});
+
+test('window bounds are exact to the microsecond: start inclusive, end exclusive', async (t) => {
+  const { source } = await withSource(t, SETUP);
+  t.deepEqual(await readAll(source, { start: '2026-03-01T00:00:00.000002Z', end: '2026-03-01T00:00:00.000004Z' }, 2), ['b', 's1', 's2', 's3', 's4', 's5', 's6', 's7']);
+  t.deepEqual(await readAll(source, { start: '2026-03-01T00:00:00.000004Z', end: '2026-03-01T00:00:00.000005Z' }, 1), ['dup', 'dup', 'dup']);
+  t.deepEqual(await readAll(source, { start: '2026-03-01T00:00:00.000005Z', end: '2026-03-01T00:00:00.000005Z' }, 1), []);
+});
+
+test('the cursor keeps its microseconds through the driver', async (t) => {
+  const { source } = await withSource(t, SETUP);
+  const [page] = await collect(readPages(source, mapping, { start: '2026-03-01T00:00:00.000000Z' as Instant, end: '2026-03-01T00:00:00.000002Z' as Instant }, { pageSize: 10 }));
+  t.regex(String(page![0]!.occurred_at), /00:00:00\.000001/);
+});
+
+test('describeMapping reports unknown, missing and duplicated columns, and suggests the canonical name', async (t) => {
+  const { source } = await withSource(t, 'create table events_src (id text, at timestamptz, visitor text, revenue int)');
+  const window = { start: '2026-03-01T00:00:00.000000Z' as Instant, end: '2026-03-02T00:00:00.000000Z' as Instant };
+  const bad: Mapping = { ...mapping, sql: 'select id as conversion_id, at as occurred_at, revenue, id as _note from events_src' };
+  const error = await t.throwsAsync(describeMapping(source, bad, window));
+  t.is((error as { code?: string }).code, 'MAPPING_INVALID');
+  t.regex(error!.message, /no "visitor_id" column, which is required/);
+  t.regex(error!.message, /returns "revenue", which is not a convey column \(did you mean "revenue_cents"\?\)/);
+  t.notRegex(error!.message, /_note/, 'a column starting with _ is ignored on purpose');
+  const columns = await describeMapping(source, mapping, window);
+  t.deepEqual([...columns], ['conversion_id', 'occurred_at', 'visitor_id']);
+});
+
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of iterable) out.push(item);
+  return out;
+}
