@@ -1,5 +1,6 @@
 import test from 'ava';
 import { CONVERSIONS_SQL, CONVERSIONS_TABLE, eventsJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
+import { usingPostgres } from './helpers/databases.ts';
 import { createTestProject, waitFor } from './helpers/project.ts';
 
 test('a second run of a job while the first is sending sends nothing, exits 75 and names the run holding the job', async (t) => {
@@ -28,3 +29,28 @@ test('a second run of a job while the first is sending sends nothing, exits 75 a
     t.is(receiver.stats().duplicates, 0);
   });
 });
+
+// Only PostgreSQL has a separate connection holding the locks (and other processes that could
+// take the job); an embedded store serves one process through one connection.
+if (usingPostgres) {
+  test('a run that loses the connection holding its job lock stops reading and fails with exit 4; the next run completes', async (t) => {
+    const project = await createTestProject();
+    t.teardown(() => project.close());
+    await project.db.sourceSql(CONVERSIONS_TABLE);
+    await insertRows(project, rows(600));
+    await withReceiver({ protocol: 'events', faults: { delayMs: 20 } }, async (receiver) => {
+      project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10, rateLimit: { concurrency: 2, perSecond: 40 } }));
+      const running = project.cli(['run', 'orders', '--json']);
+      await waitFor(() => (receiver.stats().acceptedRequests >= 3 ? true : undefined), 'the run to start sending');
+      await project.db.stateSql(`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'convey-lock' and datname = current_database()`);
+      const lost = await running;
+      t.is(lost.code, 4, lost.stderr);
+      t.regex(lost.stderr, /lost the state store connection holding job \\"orders\\"/);
+      t.true(receiver.stats().unique < 600, 'it stopped reading');
+
+      const next = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
+      t.is(next.status, 'succeeded');
+      t.is(receiver.stats().unique, 600);
+    });
+  });
+}

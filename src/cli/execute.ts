@@ -1,6 +1,8 @@
 import type { JobConfig, Project } from '../config/project.ts';
 import type { ResolvedDestination } from '../destinations/index.ts';
 import type { RunJobDeps, RunSummary } from '../pipeline/run-job.ts';
+import { mappingOf } from '../pipeline/checked-batches.ts';
+import { countWindow } from '../source/pages.ts';
 import { systemClock } from '../time/clock.ts';
 import { createTransport, withSource, withState } from './context.ts';
 import { exitCodeForStatus } from './exit-codes.ts';
@@ -23,7 +25,11 @@ export async function executeCommand(
   return withState(io, project, options.command, async (store) => {
     const go = async (source: RunJobDeps['source']): Promise<RunSummary> => {
       const transport = createTransport(io, job, resolved);
-      const progress = io.isTTY && !options.json ? new ProgressLine(io.stderr, options.progressLabel) : undefined;
+      // On a terminal only: a live line, with an ETA once the window's row count is known.
+      const progress =
+        io.isTTY && !options.json
+          ? new ProgressLine(io.stderr, options.progressLabel, source ? (window) => countWindow(source, mappingOf(job), window) : undefined)
+          : undefined;
       let summary: RunSummary;
       try {
         summary = await run(
@@ -37,7 +43,7 @@ export async function executeCommand(
             logger: io.logger.child({ job: job.name }),
             signal: io.signal,
             describeHolder: store.describeHolder,
-            ...(progress ? { onProgress: (counts) => progress.update(counts) } : {}),
+            ...(progress ? { onProgress: (counts, window) => progress.update(counts, window) } : {}),
           },
           progress,
         );

@@ -47,9 +47,13 @@ export class ProgressLine {
   private total: number | undefined;
   private shown = false;
 
+  private counting = false;
+
   constructor(
     private readonly out: Writable & { isTTY?: boolean; columns?: number },
     private label: string,
+    /** Counts the rows of a window (a query on the source), for the ETA. */
+    private readonly count?: (window: Window) => Promise<number>,
   ) {}
 
   setLabel(label: string): void {
@@ -60,7 +64,14 @@ export class ProgressLine {
     this.total = total;
   }
 
-  update(counts: RunCounts, _window?: Window): void {
+  update(counts: RunCounts, window?: Window | null): void {
+    if (window && this.count && !this.counting) {
+      this.counting = true;
+      this.count(window).then(
+        (total) => this.setTotal(total),
+        () => undefined, // no ETA then; the run itself reports any source problem
+      );
+    }
     const now = performance.now();
     if (now - this.last < 200) return;
     this.last = now;

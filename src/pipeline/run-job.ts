@@ -105,7 +105,9 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       }
     }
     const progress = (): void => deps.onProgress?.(counts, window);
-    const open: SendOpenDeps = { db, destination: deps.destination, transport: deps.transport, job, runId: held.runId, signal: deps.signal, counts, onProgress: progress };
+    // Stop reading when told to, or when the job's lock is lost (another worker may take it).
+    const signal = AbortSignal.any([deps.signal, db.lockLost]);
+    const open: SendOpenDeps = { db, destination: deps.destination, transport: deps.transport, job, runId: held.runId, signal, counts, onProgress: progress };
     const context: RunContext = {
       runId: held.runId,
       counts,
@@ -119,6 +121,11 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       details,
     };
     await plan.body(context);
+    if (db.lockLost.aborted) {
+      throw new ConveyError('STATE_ERROR', `lost the state store connection holding job "${job.name}": ${errorMessage(db.lockLost.reason)}`, {
+        hint: 'Everything sent so far is recorded (or in doubt, and resent by the next run). Check the state store and run again.',
+      });
+    }
     counts.requests = deps.transport.requestCount();
     const status = outcome(counts, deps.signal.aborted, plan.maxRejects ?? job.maxRejects);
     await finishRun(db, held.runId, { status, counts: { ...counts }, watermarkAfter: after });

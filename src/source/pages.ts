@@ -25,9 +25,9 @@ export interface Mapping {
  * and the page size around it, as bound parameters. A trailing semicolon would end the statement
  * inside the parentheses, so it is dropped.
  */
-function wrapped(mapping: Mapping, clauses: string, tail: string): string {
+function wrapped(mapping: Mapping, clauses: string, tail: string, select = '*'): string {
   const body = mapping.sql.replace(/[\s;]+$/u, '');
-  return `select * from (\n${body}\n) as convey_mapping\n${clauses}\n${tail}`;
+  return `select ${select} from (\n${body}\n) as convey_mapping\n${clauses}\n${tail}`;
 }
 
 /** The cursor column, quoted: an identifier cannot be a bound parameter; the schema allows only [a-z0-9_]. */
@@ -171,4 +171,13 @@ export async function incompleteRows(source: Source, mapping: Mapping, window: W
     throw mappingError(mapping, error);
   });
   return rows;
+}
+
+/** How many rows the window holds: only for the progress line's ETA on a terminal. */
+export async function countWindow(source: Source, mapping: Mapping, window: Window): Promise<number> {
+  const { rows } = await source.query(wrapped(mapping, inWindow(mapping.cursor), '', 'count(*)::text as n'), {
+    window_start: window.start,
+    window_end: window.end,
+  });
+  return Number((rows[0] as { n: string }).n);
 }

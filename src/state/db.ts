@@ -14,6 +14,11 @@ export interface Db extends Queryable {
    * the server when that connection ends, so a process killed with -9 leaves no lock behind.
    */
   lockConnection(): Promise<Queryable>;
+  /**
+   * Aborts if the lock connection is lost (network, server restart): the advisory locks went
+   * with it, so another worker may take the job. The ledger still guards every send.
+   */
+  readonly lockLost: AbortSignal;
   close(): Promise<void>;
 }
 
@@ -50,6 +55,8 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
   // An idle client that loses its connection emits here; without a listener it would crash the process.
   pool.on('error', () => undefined);
   let lockClient: pg.Client | undefined;
+  const lockLost = new AbortController();
+  let closing = false;
 
   return {
     query: (text, values) => pool.query(text, values) as never,
@@ -70,13 +77,20 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
     async lockConnection() {
       if (options.singleConnection) return pool as Queryable;
       if (!lockClient) {
-        lockClient = new pg.Client({ ...clientConfig, application_name: `${clientConfig.application_name}-lock` });
-        lockClient.on('error', () => undefined);
-        await lockClient.connect();
+        const client = new pg.Client({ ...clientConfig, application_name: `${clientConfig.application_name}-lock` });
+        const lost = (error?: Error): void => {
+          if (!closing) lockLost.abort(error ?? new Error('the lock connection ended'));
+        };
+        client.on('error', lost);
+        client.on('end', () => lost());
+        await client.connect();
+        lockClient = client;
       }
       return lockClient as Queryable;
     },
+    lockLost: lockLost.signal,
     async close() {
+      closing = true;
       await lockClient?.end().catch(() => undefined);
       await pool.end();
     },
