@@ -1,4 +1,4 @@
-import type { Conversion, Rejection } from '../check/conversion.ts';
+import type { Rejection } from '../check/conversion.ts';
 import type { EventsDestinationConfig } from '../config/project.ts';
 import { conveyVersion } from '../package-root.ts';
 import { toEpochMillis } from '../time/instant.ts';
