@@ -49,6 +49,12 @@ export function reportError(io: CliIO, error: unknown): number {
   return exitCodeForError(conveyError.code);
 }
 
+/**
+ * How long a graceful stop may take. Requests in flight end by their own timeouts (30 s by
+ * default); a systemd unit gives TimeoutStopSec=120 before SIGKILL, so 60 s leaves room to record.
+ */
+const STOP_DEADLINE_MS = 60_000;
+
 export async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
   const isTTY = process.stdout.isTTY === true;
@@ -70,17 +76,24 @@ export async function main(argv: string[]): Promise<number> {
     },
   };
 
-  // First signal: stop gracefully (finish what is in flight, record it, print the summary).
-  // Second: leave now; the ledger still lets the next run finish the work.
+  // First signal: stop gracefully (finish what is in flight, record it, print the summary),
+  // within a deadline. Second signal, or the deadline: leave now; what was in flight is in doubt
+  // and the next run resends it.
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
+    const code = signal === 'SIGTERM' ? ExitCode.SIGTERM : ExitCode.SIGINT;
     if (signals === 1) {
-      logger.warn(`${signal}: stopping: no new reads, finishing requests in flight (send ${signal} again to exit at once)`);
+      const deadlineMs = Number(process.env.CONVEY_STOP_TIMEOUT_MS ?? STOP_DEADLINE_MS);
+      logger.warn(`${signal}: stopping: no new reads, finishing requests in flight for up to ${deadlineMs / 1000} s (send ${signal} again to exit at once)`);
       controller.abort(signal);
+      setTimeout(() => {
+        logger.error(`requests still in flight after ${deadlineMs / 1000} s: exiting; the next run resends them`);
+        process.exit(code);
+      }, deadlineMs).unref();
       return;
     }
-    process.exit(signal === 'SIGTERM' ? ExitCode.SIGTERM : ExitCode.SIGINT);
+    process.exit(code);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
