@@ -12,8 +12,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 
 export const repoRoot = fileURLToPath(new URL('../', import.meta.url));
-export const CLI = join(repoRoot, 'bin', 'convey.js');
-const MAIN_JS = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+/** BENCH_CONVEY_ROOT: measure another checkout's build (an A/B of a change) with the same scripts. */
+const conveyRoot = process.env.BENCH_CONVEY_ROOT ?? repoRoot;
+export const CLI = join(conveyRoot, 'bin', 'convey.js');
+const MAIN_JS = join(conveyRoot, 'dist', 'src', 'cli', 'main.js');
 
 /** Any database on the server, used to create and drop the benchmark databases. */
 export const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/test';

@@ -1,25 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { CONVERSIONS_SQL, CONVERSIONS_TABLE, eventsJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
-import { createTestProject, waitFor } from './helpers/project.ts';
+import { CONVERSIONS_SQL, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
+import type { PlanResult } from '../src/pipeline/plan-window.ts';
+import { waitFor } from './helpers/project.ts';
 
-interface PlanJson {
-  job: string;
-  window: { start: string; end: string };
-  read: number;
-  wouldSend: number;
-  alreadySent: number;
-  wouldReject: number;
-  skipped: number;
-  rejectsByReason: Record<string, number>;
-}
+type PlanJson = PlanResult;
 
 test('plan shows exactly what the run that follows it does, and changes nothing', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(50));
+  const project = await projectWithRows(t, rows(50));
 
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     // A lookback reaching back to March re-reads the first 50, which the ledger holds as sent.
@@ -57,9 +46,7 @@ test('plan shows exactly what the run that follows it does, and changes nothing'
 });
 
 test('plan exits non-zero on a broken mapping, so it can gate a pull request', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const project = await projectWithRows(t, []);
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('broken', CONVERSIONS_SQL.replace('visitor as visitor_id', 'visitor'), eventsJob(receiver));
     const missing = await project.cli(['plan', 'broken']);
@@ -73,9 +60,7 @@ test('plan exits non-zero on a broken mapping, so it can gate a pull request', a
 });
 
 test('a backfill killed mid-way resumes where it stopped, sends each conversion once, and never moves the watermark', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const project = await projectWithRows(t, []);
   const perDay = 60;
   for (let day = 1; day <= 8; day++) await insertRows(project, rows(perDay, `2026-03-0${day}T08:00:00Z`, `d${day}-`));
   const total = perDay * 8;
@@ -111,10 +96,7 @@ test('a backfill killed mid-way resumes where it stopped, sends each conversion 
 });
 
 test('backfill --resend sends again with the same uuid and timestamp, so Optimizely keeps one copy', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(20, '2026-03-10T12:00:00Z'));
+  const project = await projectWithRows(t, rows(20, '2026-03-10T12:00:00Z'));
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { timezone: 'America/New_York' }));
     t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { sent: 20 });
@@ -122,7 +104,7 @@ test('backfill --resend sends again with the same uuid and timestamp, so Optimiz
 
     const resend = (await project.cli(['backfill', 'orders', '--from', '2026-03-10', '--to', '2026-03-11', '--resend', '--json'])).json<SummaryJson>();
     t.like(resend, { mode: 'backfill', sent: 20, alreadySent: 0 });
-    t.is(resend.window!.start, '2026-03-10T04:00:00.000000Z', 'a date is a whole day in the job\'s zone');
+    t.is(resend.window!.start as string, '2026-03-10T04:00:00.000000Z', 'a date is a whole day in the job\'s zone');
     t.is(receiver.stats().unique, 20);
     t.is(receiver.stats().duplicates, 20, 'the resends are recognised as the same events');
     t.is((await project.db.stateSql('select value from convey.watermarks')).rows[0].value, watermark);
@@ -130,10 +112,7 @@ test('backfill --resend sends again with the same uuid and timestamp, so Optimiz
 });
 
 test('status reports the watermark, lag, last runs, waiting failures and open rejects', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, [...rows(10), { ...rows(1, '2026-03-02T00:00:00Z', 'bad')[0]!, revenue: '1.5' }]);
+  const project = await projectWithRows(t, [...rows(10), { ...rows(1, '2026-03-02T00:00:00Z', 'bad')[0]!, revenue: '1.5' }]);
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
     project.writeJob('idle', CONVERSIONS_SQL, eventsJob(receiver));
@@ -157,9 +136,7 @@ test('status reports the watermark, lag, last runs, waiting failures and open re
 });
 
 test('rejects lists reasons and rows; --replay after a mapping fix sends those that now pass', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const project = await projectWithRows(t, []);
   const dollars = rows(4, '2026-03-03T00:00:00Z', 'usd').map((r) => ({ ...r, revenue: '19.99' }));
   await insertRows(project, [...rows(10), ...dollars]);
   await withReceiver({ protocol: 'events' }, async (receiver) => {
@@ -190,10 +167,7 @@ test('rejects lists reasons and rows; --replay after a mapping fix sends those t
 });
 
 test('retry sends failed conversions now, from the ledger, without reading the source', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(12));
+  const project = await projectWithRows(t, rows(12));
   await withReceiver({ protocol: 'events', faults: { failRate: 1 } }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
     t.is((await project.cli(['run', 'orders'])).code, 1);
@@ -207,10 +181,7 @@ test('retry sends failed conversions now, from the ledger, without reading the s
 });
 
 test('state show, set and reset: confirmed, recorded in the history with who and from what to what', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(5));
+  const project = await projectWithRows(t, rows(5));
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
     t.regex((await project.cli(['state', 'show', 'orders'])).stdout, /no watermark yet; the next run starts at 2026-01-01T00:00:00.000000Z/);

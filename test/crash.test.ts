@@ -1,6 +1,6 @@
 import test from 'ava';
-import { CONVERSIONS_SQL, CONVERSIONS_TABLE, eventsJob, classicJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
-import { createTestProject, waitFor } from './helpers/project.ts';
+import { CONVERSIONS_SQL, eventsJob, classicJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
+import { waitFor } from './helpers/project.ts';
 
 /**
  * kill -9 in the middle of a run: the next run sends every conversion that was not recorded as
@@ -8,9 +8,7 @@ import { createTestProject, waitFor } from './helpers/project.ts';
  * API with the same uuid and timestamp, so the receiver, like Optimizely, keeps one copy).
  */
 test('a run killed with -9 mid-way is completed by the next run: nothing lost, nothing recorded as sent is sent again', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const project = await projectWithRows(t, []);
   const total = 2000;
   await insertRows(project, rows(total));
 
@@ -69,9 +67,7 @@ function conversionOf(a: { timestamp: number }): string {
 }
 
 test('a classic run killed with -9 is completed: nothing recorded as sent is sent again', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const project = await projectWithRows(t, []);
   const total = 600;
   await insertRows(project, rows(total));
 

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { CONVERSIONS_SQL, CONVERSIONS_TABLE, classicJob, eventsJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
-import { createTestProject, waitFor, type TestProject } from './helpers/project.ts';
+import { CONVERSIONS_SQL, classicJob, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
+import { waitFor, type TestProject } from './helpers/project.ts';
 
 /**
  * The whole pipeline against the receiver's fault modes (a real server on a local port). In every
@@ -14,10 +14,7 @@ async function ledgerStatus(project: TestProject): Promise<Record<string, number
 }
 
 test('30% of answers are 500s: every conversion is delivered after retries, at no more than the rate limit', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(300));
+  const project = await projectWithRows(t, rows(300));
 
   await withReceiver({ protocol: 'classic', faults: { failRate: 0.3, seed: 7 } }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, classicJob(receiver, { rateLimit: { concurrency: 8, perSecond: 200 }, retry: { maxAttempts: 8, baseDelayMs: 5, maxDelayMs: 50 } }));
@@ -33,10 +30,7 @@ test('30% of answers are 500s: every conversion is delivered after retries, at n
 });
 
 test('429 with Retry-After pauses the destination, lowers the rate, and everything is delivered', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(60));
+  const project = await projectWithRows(t, rows(60));
 
   const script = [{ status: 429 as const, retryAfter: '1' }, { status: 429 as const, retryAfter: '1' }];
   await withReceiver({ protocol: 'classic', faults: { script } }, async (receiver) => {
@@ -52,10 +46,7 @@ test('429 with Retry-After pauses the destination, lowers the rate, and everythi
 });
 
 test('dropped connections and stalls past the timeout are retried; what never gets through is recorded failed and retried next run from the ledger', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(40));
+  const project = await projectWithRows(t, rows(40));
 
   await withReceiver({ protocol: 'events', faults: { script: [{ status: 'drop' }, { status: 'stall' }], stallMs: 5000 } }, async (receiver) => {
     // undici checks header timeouts on a coarse (about 1 s) tick: 1000 ms is the smallest honest value.
@@ -89,10 +80,7 @@ test('dropped connections and stalls past the timeout are retried; what never ge
 });
 
 test('SIGTERM mid-run: requests in flight finish and are recorded, exit 143; the next run completes with nothing sent twice', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(1500));
+  const project = await projectWithRows(t, rows(1500));
 
   await withReceiver({ protocol: 'events', faults: { delayMs: 30 } }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 20, rateLimit: { concurrency: 3, perSecond: 30 } }));

@@ -1,13 +1,10 @@
 import test from 'ava';
-import { CONVERSIONS_SQL, CONVERSIONS_TABLE, eventsJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
+import { CONVERSIONS_SQL, eventsJob, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
 import { usingPostgres } from './helpers/databases.ts';
-import { createTestProject, waitFor } from './helpers/project.ts';
+import { waitFor } from './helpers/project.ts';
 
 test('a second run of a job while the first is sending sends nothing, exits 75 and names the run holding the job', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(400));
+  const project = await projectWithRows(t, rows(400));
 
   await withReceiver({ protocol: 'events', faults: { delayMs: 30 } }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10, rateLimit: { concurrency: 2, perSecond: 20 } }));
@@ -34,10 +31,7 @@ test('a second run of a job while the first is sending sends nothing, exits 75 a
 // take the job); an embedded store serves one process through one connection.
 if (usingPostgres) {
   test('a run that loses the connection holding its job lock stops reading and fails with exit 4; the next run completes', async (t) => {
-    const project = await createTestProject();
-    t.teardown(() => project.close());
-    await project.db.sourceSql(CONVERSIONS_TABLE);
-    await insertRows(project, rows(600));
+    const project = await projectWithRows(t, rows(600));
     await withReceiver({ protocol: 'events', faults: { delayMs: 20 } }, async (receiver) => {
       project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10, rateLimit: { concurrency: 2, perSecond: 40 } }));
       const running = project.cli(['run', 'orders', '--json']);

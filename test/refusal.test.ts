@@ -1,12 +1,8 @@
 import test from 'ava';
-import { CONVERSIONS_SQL, CONVERSIONS_TABLE, classicJob, eventsJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
-import { createTestProject } from './helpers/project.ts';
+import { CONVERSIONS_SQL, classicJob, eventsJob, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
 
 test('a 400 on a batch of 500 is narrowed down: the one bad conversion becomes a reject, the other 499 arrive', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(500));
+  const project = await projectWithRows(t, rows(500));
 
   const refuse = (c: { visitorId: string }): string | undefined => (c.visitorId === 'v250' ? 'visitor v250 is blocked' : undefined);
   await withReceiver({ protocol: 'events', refuse }, async (receiver) => {
@@ -30,10 +26,7 @@ test('a 400 on a batch of 500 is narrowed down: the one bad conversion becomes a
 });
 
 test('classic: a refused GET becomes a reject; the rest are sent', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(20));
+  const project = await projectWithRows(t, rows(20));
   const refuse = (c: { visitorId: string }): string | undefined => (c.visitorId === 'v7' ? 'no' : undefined);
   await withReceiver({ protocol: 'classic', refuse }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, classicJob(receiver));

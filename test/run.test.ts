@@ -1,14 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { CONVERSIONS_SQL, CONVERSIONS_TABLE, eventsJob, insertRows, rows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
+import { CONVERSIONS_SQL, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
 import { createTestProject } from './helpers/project.ts';
 
 test('a first run sends every conversion in the window once, and a rerun sends nothing', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(1200));
+  const project = await projectWithRows(t, rows(1200));
 
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 500, pageSize: 300 }));
@@ -31,10 +28,7 @@ test('a first run sends every conversion in the window once, and a rerun sends n
 });
 
 test('a lookback re-reads late rows: the ledger skips those already sent and sends the late one', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(50));
+  const project = await projectWithRows(t, rows(50));
 
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     const byLoadTime = `select id as conversion_id, at as occurred_at, loaded_at, visitor as visitor_id, event_id,
@@ -59,9 +53,7 @@ test('a lookback re-reads late rows: the ledger skips those already sent and sen
 });
 
 test('rows younger than the settle time wait for the next run; the window end is exclusive', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const project = await projectWithRows(t, []);
   const recent = new Date(Date.now() - 2 * 60_000).toISOString();
   await insertRows(project, [...rows(3), { ...rows(1, recent, 'recent')[0]! }]);
 
@@ -75,9 +67,7 @@ test('rows younger than the settle time wait for the next run; the window end is
 });
 
 test('malformed rows are rejected with their reason and the original row; the run goes on', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
+  const project = await projectWithRows(t, []);
   const good = rows(5);
   await insertRows(project, [
     ...good,
@@ -115,10 +105,7 @@ test('malformed rows are rejected with their reason and the original row; the ru
 });
 
 test('a dry run sends nothing, records nothing, and prints each request it would send as NDJSON', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(30));
+  const project = await projectWithRows(t, rows(30));
 
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10 }));
@@ -147,10 +134,7 @@ test('a dry run sends nothing, records nothing, and prints each request it would
 });
 
 test('a broken mapping stops before anything is sent, naming the file and the fix', async (t) => {
-  const project = await createTestProject();
-  t.teardown(() => project.close());
-  await project.db.sourceSql(CONVERSIONS_TABLE);
-  await insertRows(project, rows(3));
+  const project = await projectWithRows(t, rows(3));
 
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('typo', CONVERSIONS_SQL.replace('revenue as revenue_cents', 'revenue as revenue'), eventsJob(receiver));

@@ -1,5 +1,6 @@
 import { startReceiver, type Receiver, type ReceiverOptions } from '../../src/receiver/server.ts';
-import type { TestProject } from './project.ts';
+import type { RunSummary } from '../../src/pipeline/run-job.ts';
+import { createTestProject, type TestProject } from './project.ts';
 
 /** The source table most tests use, and the job SQL that maps it onto convey's columns. */
 export const CONVERSIONS_TABLE = `
@@ -75,46 +76,32 @@ export async function withReceiver<T>(options: ReceiverOptions, fn: (receiver: R
   }
 }
 
-/** Job settings sending to a local Event API receiver. */
-export function eventsJob(receiver: Receiver, extra: Record<string, unknown> = {}): Record<string, unknown> {
+/** Job settings sending to a local receiver: no settle or lookback, small retries, so tests are quick. */
+function jobTo(destination: Record<string, unknown>, concurrency: number, extra: Record<string, unknown>): Record<string, unknown> {
   return {
-    destination: { type: 'optimizely-events', accountId: '1000', endpoint: receiver.url },
+    destination,
     settle: 'PT0S',
     lookback: 'PT0S',
-    rateLimit: { concurrency: 4 },
+    rateLimit: { concurrency },
     retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
     ...extra,
   };
 }
 
-/** Job settings sending to a local classic receiver. */
-export function classicJob(receiver: Receiver, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    destination: { type: 'optimizely-classic', projectId: '1234567', endpoint: receiver.url },
-    settle: 'PT0S',
-    lookback: 'PT0S',
-    rateLimit: { concurrency: 8 },
-    retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
-    ...extra,
-  };
-}
+export const eventsJob = (receiver: Receiver, extra: Record<string, unknown> = {}): Record<string, unknown> =>
+  jobTo({ type: 'optimizely-events', accountId: '1000', endpoint: receiver.url }, 4, extra);
 
-export interface SummaryJson {
-  job: string;
-  runId: number;
-  mode: string;
-  status: string;
-  window: { start: string; end: string } | null;
-  read: number;
-  sent: number;
-  alreadySent: number;
-  rejected: number;
-  failed: number;
-  deferred: number;
-  skipped: number;
-  retried: number;
-  resent: number;
-  requests: number;
-  watermark: { before: string | null; after: string | null };
-  durationMs: number;
+export const classicJob = (receiver: Receiver, extra: Record<string, unknown> = {}): Record<string, unknown> =>
+  jobTo({ type: 'optimizely-classic', projectId: '1234567', endpoint: receiver.url }, 8, extra);
+
+/** What `convey run --json` prints. */
+export type SummaryJson = RunSummary;
+
+/** A test project with the conversions table filled with `list`, closed when the test ends. */
+export async function projectWithRows(t: { teardown(fn: () => Promise<void>): void }, list: Row[]): Promise<TestProject> {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  await project.db.sourceSql(CONVERSIONS_TABLE);
+  if (list.length) await insertRows(project, list);
+  return project;
 }
