@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { CONVERSIONS_SQL, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
@@ -178,4 +178,20 @@ test('bad job settings stop before anything is read, naming file, key and fix', 
   const missing = await project.cli(['run', 'ordres']);
   t.is(missing.code, 2);
   t.regex(missing.stderr, /job \\"ordres\\" not found.*Did you mean \\"orders\\"/);
+});
+
+test('an unreachable state store exits 4 and an unreachable source exits 3, each saying what to check', async (t) => {
+  const project = await projectWithRows(t, []);
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    const state = await project.cli(['run', 'orders'], { env: { CONVEY_STATE_URL: 'postgres://postgres@127.0.0.1:1/none' } });
+    t.is(state.code, 4);
+    t.regex(state.stderr, /ECONNREFUSED.*STATE_ERROR.*CONVEY_STATE_URL/);
+
+    writeFileSync(join(project.dir, 'config', 'default.json'), JSON.stringify({ sources: { warehouse: { client: 'pg', connection: 'postgres://postgres@127.0.0.1:1/none' } } }));
+    const source = await project.cli(['run', 'orders']);
+    t.is(source.code, 3);
+    t.regex(source.stderr, /source \\"warehouse\\" refused the query: connect ECONNREFUSED.*Check the connection of source \\"warehouse\\" in config\/default.json/);
+    t.is(receiver.stats().requests, 0);
+  });
 });

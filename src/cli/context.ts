@@ -46,7 +46,12 @@ export async function withStateReadOnly<T>(io: CliIO, project: Project, command:
   if (location.kind === 'embedded' && !existsSync(location.dataDir)) return fn(undefined);
   const store = await openStateStore(location, command, false);
   try {
-    const pending = await pendingMigrations(store.connection);
+    const pending = await pendingMigrations(store.connection).catch((error: unknown) => {
+      throw new ConveyError('STATE_ERROR', `cannot read the state store: ${(error as Error).message}`, {
+        cause: error,
+        hint: 'Check CONVEY_STATE_URL points at a reachable PostgreSQL database.',
+      });
+    });
     if (pending.length === migrations.length) return await fn(undefined);
     if (pending.length) {
       throw new ConveyError('STATE_ERROR', `the state store is behind this version of convey (missing ${pending.join(', ')})`, {

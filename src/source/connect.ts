@@ -3,6 +3,7 @@ import type { SourceConfig } from '../config/project.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../embedded/pglite.ts';
 import { ConveyError, errorMessage } from '../errors.ts';
 import { pgTypes } from '../state/db.ts';
+import { quietKnex } from '../state/migrate.ts';
 import { bindNamed } from './bind.ts';
 import type pg from 'pg';
 
@@ -53,6 +54,7 @@ export async function openSource(config: SourceConfig, command: string): Promise
       ...(config.statementTimeoutMs ? { statement_timeout: config.statementTimeoutMs } : {}),
     } as Knex.PgConnectionConfig,
     pool: { min: 0, max: embedded ? 1 : (config.poolMax ?? 2) },
+    log: quietKnex,
   });
   return {
     name: config.name,

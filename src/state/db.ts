@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { ConveyError, errorMessage } from '../errors.ts';
 
 /** Anything that runs a bound query: a pool, a client, or a transaction. */
 export interface Queryable {
@@ -40,6 +41,18 @@ export interface PoolDbOptions {
   applicationName?: string;
 }
 
+/**
+ * Errors from the state store's driver become STATE_ERROR (exit 4) with the server's message,
+ * not "a bug in convey": a database that went away mid-run is an operations problem.
+ */
+function stateError(error: unknown): never {
+  if (error instanceof ConveyError) throw error;
+  throw new ConveyError('STATE_ERROR', `state store: ${errorMessage(error)}`, {
+    cause: error,
+    hint: 'Check that the state store (CONVEY_STATE_URL, or the embedded one under .convey/) is reachable; the next run continues from what was recorded.',
+  });
+}
+
 export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {}): Db {
   const clientConfig: pg.ClientConfig = {
     ...config,
@@ -59,9 +72,9 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
   let closing = false;
 
   return {
-    query: (text, values) => pool.query(text, values) as never,
+    query: (text, values) => pool.query(text, values).catch(stateError) as never,
     async transaction(fn) {
-      const client = await pool.connect();
+      const client = await pool.connect().catch(stateError);
       try {
         await client.query('begin');
         const result = await fn(client as Queryable);
@@ -69,7 +82,7 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
         return result;
       } catch (error) {
         await client.query('rollback').catch(() => undefined);
-        throw error;
+        return stateError(error);
       } finally {
         client.release();
       }
@@ -83,7 +96,7 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
         };
         client.on('error', lost);
         client.on('end', () => lost());
-        await client.connect();
+        await client.connect().catch(stateError);
         lockClient = client;
       }
       return lockClient as Queryable;

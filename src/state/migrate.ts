@@ -9,8 +9,11 @@ const migrationSource: Knex.MigrationSource<(typeof migrations)[number]> = {
 };
 
 function connect(connection: pg.ClientConfig): Knex {
-  return knexFactory({ client: 'pg', connection: connection as Knex.PgConnectionConfig, pool: { min: 0, max: 1 } });
+  return knexFactory({ client: 'pg', connection: connection as Knex.PgConnectionConfig, pool: { min: 0, max: 1 }, log: quietKnex });
 }
+
+/** knex prints connection errors to the console itself; convey reports them once, with a hint. */
+export const quietKnex: Knex.Config['log'] = { warn: () => undefined, error: () => undefined, deprecate: () => undefined, debug: () => undefined };
 
 const config: Knex.MigratorConfig = { migrationSource, schemaName: 'convey', tableName: 'knex_migrations' };
 
