@@ -87,7 +87,7 @@ export function demoCommand(io: CliIO): Command {
         await events.close();
         await classic.close();
       }
-      out(io, 'Next: convey status --project . ; convey rejects phone-orders ; README "Writing a job".');
+      out(io, 'Next: node bin/convey.js status; node bin/convey.js rejects phone-orders; then README "Writing a job".');
     },
   );
 }
