@@ -8,11 +8,6 @@ import { conversionUuid } from './idempotency.ts';
 /** Columns the Event API has no field for: sending them would drop data silently. */
 const UNSUPPORTED = ['segments'];
 
-interface Snapshot {
-  decisions?: Array<Record<string, unknown>>;
-  events: Array<Record<string, unknown>>;
-}
-
 /**
  * Optimizely's Event API: `POST /v1/events`, a JSON EventBatch carrying many visitors. Each
  * conversion is one event with a uuid derived from its idempotency key and its real time, so
@@ -72,31 +67,32 @@ export function optimizelyEvents(config: EventsDestinationConfig, ledgerKey = `o
     event: (c) => c.eventId ?? '',
 
     encode(c): Encoded {
-      const event: Record<string, unknown> = {
-        entity_id: c.eventId,
-        ...(c.eventKey === undefined ? {} : { key: c.eventKey }),
-        timestamp: toEpochMillis(c.occurredAt),
-        uuid: conversionUuid(ledgerKey, c.eventId ?? '', c.conversionId),
-      };
-      if (c.revenueCents !== undefined) event.revenue = c.revenueCents;
-      if (c.value !== undefined) event.value = c.value;
-      if (c.quantity !== undefined) event.quantity = c.quantity;
-      if (c.tags !== undefined) event.tags = c.tags;
-      const snapshot: Snapshot = { events: [event] };
+      // Written by hand, not JSON.stringify of an object: this runs once per conversion and was
+      // the largest single cost of a 1M-conversion run (1.7 s of CPU). Ids are digits (checked),
+      // so they need no escaping; anything else goes through JSON.stringify.
+      const eventId = c.eventId ?? '';
+      let event = `{"entity_id":"${eventId}"`;
+      if (c.eventKey !== undefined) event += `,"key":${JSON.stringify(c.eventKey)}`;
+      event += `,"timestamp":${toEpochMillis(c.occurredAt)},"uuid":"${conversionUuid(ledgerKey, eventId, c.conversionId)}"`;
+      if (c.revenueCents !== undefined) event += `,"revenue":${c.revenueCents}`;
+      if (c.value !== undefined) event += `,"value":${JSON.stringify(c.value)}`;
+      if (c.quantity !== undefined) event += `,"quantity":${c.quantity}`;
+      if (c.tags !== undefined) event += `,"tags":${JSON.stringify(c.tags)}`;
+      event += '}';
+      let snapshot = '{';
       if (c.campaignId !== undefined) {
-        snapshot.decisions = c.experiments.map((e) => ({
-          campaign_id: c.campaignId,
-          experiment_id: e.experimentId,
-          variation_id: e.variationIds[0],
-          is_campaign_holdback: false,
-        }));
+        const decisions = c.experiments.map(
+          (e) => `{"campaign_id":"${c.campaignId}","experiment_id":"${e.experimentId}","variation_id":"${e.variationIds[0]}","is_campaign_holdback":false}`,
+        );
+        snapshot += `"decisions":[${decisions.join(',')}],`;
       }
+      snapshot += `"events":[${event}]}`;
       const attributes = c.attributes.length
         ? `"attributes":${JSON.stringify(c.attributes.map((a) => ({ type: a.type, entity_id: a.entityId, key: a.key, value: a.value })))},`
         : '';
-      // Written by hand in this fixed order (snapshots last) so `split` can cut it without parsing.
-      const payload = `{"visitor_id":${JSON.stringify(c.visitorId)},${attributes}${SNAPSHOTS}${JSON.stringify(snapshot)}]}`;
-      return { event: c.eventId ?? '', conversionId: c.conversionId, payload };
+      // Snapshots last, so `split` can cut a stored payload without parsing it.
+      const payload = `{"visitor_id":${JSON.stringify(c.visitorId)},${attributes}${SNAPSHOTS}${snapshot}]}`;
+      return { event: eventId, conversionId: c.conversionId, payload };
     },
 
     requests(items) {

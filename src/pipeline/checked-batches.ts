@@ -55,18 +55,19 @@ export async function* checkedBatches(
   })) {
     for (const row of page) {
       batch.read++;
-      batch.highCursor = parseInstant(row[job.cursor]) ?? batch.highCursor;
       const checked = checkRow(row, job.cursor);
       if (!checked.ok) {
+        batch.highCursor = checked.cursor ?? batch.highCursor;
         batch.rejects.push({ conversionId: checked.conversionId, cursor: checked.cursor, reasonCode: checked.rejection.code, reason: checked.rejection.reason, row });
       } else {
+        batch.highCursor = checked.conversion.cursor;
         const conversion = checked.conversion;
         const refusal = destination.refuse(conversion);
         if (refusal) {
           batch.rejects.push({ conversionId: conversion.conversionId, cursor: conversion.cursor, reasonCode: refusal.code, reason: refusal.reason, row });
         } else {
           const encoded = destination.encode(conversion);
-          const item: Item = { ...encoded, occurredAt: conversion.occurredAt, cursor: conversion.cursor };
+          const item: Item = { event: encoded.event, conversionId: encoded.conversionId, payload: encoded.payload, occurredAt: conversion.occurredAt, cursor: conversion.cursor };
           const key = keyOf(item);
           if (keys.has(key)) {
             batch.rejects.push(duplicateReject(item, row));

@@ -53,7 +53,15 @@ export async function openSource(config: SourceConfig, command: string): Promise
       application_name: 'convey',
       ...(config.statementTimeoutMs ? { statement_timeout: config.statementTimeoutMs } : {}),
     } as Knex.PgConnectionConfig,
-    pool: { min: 0, max: embedded ? 1 : (config.poolMax ?? 2) },
+    pool: {
+      min: 0,
+      max: embedded ? 1 : (config.poolMax ?? 2),
+      // Timestamps then come back as `…+00`, which is read without any date arithmetic
+      // (time/instant.ts). Redshift accepts the same statement.
+      afterCreate: (connection: pg.Client, done: (error: Error | null, connection: pg.Client) => void) => {
+        connection.query("set time zone 'UTC'").then(() => done(null, connection), (error: Error) => done(error, connection));
+      },
+    },
     log: quietKnex,
   });
   return {

