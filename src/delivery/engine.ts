@@ -90,8 +90,8 @@ export class DeliveryEngine {
   readonly #http: HttpClient;
   /** Caps requests in flight (from the pause wait to the response) at `concurrency`. */
   readonly #slots: LimitFunction;
-  /** Resolves when the run is told to stop (one listener for all requests). */
-  readonly #aborted: Promise<typeof STOPPED> | undefined;
+  /** Requests waiting for a slot, released at once when the run is told to stop. */
+  readonly #stopWaiters = new Set<() => void>();
   readonly #gate: PauseGate;
   readonly #bucket: TokenBucket;
   readonly #adaptive: AdaptiveRate | undefined;
@@ -158,12 +158,15 @@ export class DeliveryEngine {
     // Every request waiting on a backoff, a pause or a token listens for the stop: often more
     // than Node's default of 10 listeners, which would print a leak warning.
     if (signal) setMaxListeners(0, signal);
-    this.#aborted = signal
-      ? new Promise((resolve) => {
-          if (signal.aborted) resolve(STOPPED);
-          else signal.addEventListener('abort', () => resolve(STOPPED), { once: true });
-        })
-      : undefined;
+    // One listener for all requests.
+    signal?.addEventListener(
+      'abort',
+      () => {
+        for (const stop of this.#stopWaiters) stop();
+        this.#stopWaiters.clear();
+      },
+      { once: true },
+    );
     this.#gate = new PauseGate(clock);
     this.#configuredRate = perSecond ?? Infinity;
     this.#bucket = new TokenBucket(clock, this.#configuredRate);
@@ -204,7 +207,7 @@ export class DeliveryEngine {
         started = true;
         return this.#attempt(request);
       });
-      const first = this.#aborted ? await Promise.race([task, this.#aborted]) : await task;
+      const first = this.#signal ? await this.#untilStopped(task) : await task;
       const outcome = first === STOPPED && !started ? STOPPED : await task;
       if (outcome === STOPPED) return this.#stopped(attempts, lastError);
       attempts++;
@@ -284,6 +287,28 @@ export class DeliveryEngine {
     if (this.#closed) return;
     this.#closed = true;
     await this.#http.close();
+  }
+
+  /**
+   * `task`, or STOPPED if the run stops first. Not Promise.race with a never-settling promise:
+   * each race leaves a reaction on it holding the result, so memory grew ~1 KB per request.
+   */
+  #untilStopped<T>(task: Promise<T>): Promise<T | typeof STOPPED> {
+    if (this.#signal!.aborted) return Promise.resolve(STOPPED);
+    return new Promise((resolve, reject) => {
+      const stop = (): void => resolve(STOPPED);
+      this.#stopWaiters.add(stop);
+      task.then(
+        (value) => {
+          this.#stopWaiters.delete(stop);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.#stopWaiters.delete(stop);
+          reject(error);
+        },
+      );
+    });
   }
 
   /** Inside a slot: the pause, the token, one HTTP exchange; STOPPED if the run stops first. */

@@ -89,8 +89,8 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
         const won = options.resendSince
           ? await claimForResend(tx, destination.key, job.name, batchId, batch.items, options.resendSince)
           : await claimNew(tx, destination.key, job.name, batchId, batch.items);
-        claimed = batch.items.filter((item) => won.has(keyOf(item)));
-        const lost = batch.items.filter((item) => !won.has(keyOf(item)));
+        claimed = won === 'all' ? batch.items : batch.items.filter((item) => won.has(keyOf(item)));
+        const lost = won === 'all' ? [] : batch.items.filter((item) => !won.has(keyOf(item)));
         const passing = claimed.map((c) => c.conversionId);
         if (lost.length) {
           const existing = await lookup(tx, destination.key, lost);

@@ -118,7 +118,7 @@ export async function* readPages(
   for (;;) {
     if (options.signal?.aborted) return;
     const limit = options.pageSize + (after?.seen ?? 0);
-    const keyset = after ? ` and (${c} > :convey_after_cursor or (${c} = :convey_after_cursor and conversion_id >= :convey_after_id))` : '';
+    const keyset = after ? ` and ${c} >= :convey_after_cursor and (${c} > :convey_after_cursor or conversion_id >= :convey_after_id)` : '';
     const { rows } = await source.query(
       wrapped(mapping, `${inWindow(mapping.cursor)} and conversion_id is not null${keyset}${only}`, `order by ${c}, conversion_id\nlimit :convey_limit`),
       {
