@@ -12,11 +12,11 @@ import {
 
 const ROWS = Number(process.env.BENCH_EVENTS_ROWS ?? 1_000_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
-// Chosen by a sweep on the 2-core machine (see bench/README.md): the largest batch the schema
-// allows (10,000 events ≈ 2.3 MB, under the 3.5 MB body limit) means the fewest ledger
-// statements and requests; 4 batches in flight keep the source, the ledger and the receiver busy
-// at once without queueing more than the 2 cores can work on.
-export const EVENTS_BATCH_SIZE = Number(process.env.BENCH_BATCH_SIZE ?? 10_000);
+// Chosen by back-to-back sweeps of 1M conversions on the 2-core machine (bench/README.md):
+// batchSize 2,000 / 5,000 / 10,000 at concurrency 4 took 35–38 s, 37 s and 39 s, holding 280,
+// 380 and 460 MB at peak; concurrency 2 or 8 and pageSize 50,000 were slower. 2,000 events are
+// ~370 KB per request, far under the 3.5 MB body limit.
+export const EVENTS_BATCH_SIZE = Number(process.env.BENCH_BATCH_SIZE ?? 2_000);
 export const EVENTS_PAGE_SIZE = Number(process.env.BENCH_PAGE_SIZE ?? 20_000);
 export const EVENTS_CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const SOURCE_DB = 'convey_bench';

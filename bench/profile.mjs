@@ -1,13 +1,15 @@
 // Profiles one convey run (and the receiver) with node --cpu-prof and says where the time went:
-// CPU seconds of convey, the receiver and PostgreSQL over the run, then convey's profile by
-// package and by function. Not part of `npm run bench`: a tool for deciding what to optimise.
+// CPU seconds of convey, the receiver and PostgreSQL over the run, the wall time of each SQL
+// statement (bench/pg-timing.mjs), then convey's profile by package and by function. Not part of
+// `npm run bench`: a tool for deciding what to optimise.
 //
-//   node bench/profile.mjs events [rows=1000000] [batchSize=10000] [concurrency=4]
+//   node bench/profile.mjs events [rows=1000000] [batchSize=2000] [concurrency=4]
 //   node bench/profile.mjs classic [rows=200000]
 //
 // Profiles land in /tmp/prof/<scenario>-<time>/ (convey-*.cpuprofile and receiver/*.cpuprofile).
 
 import { mkdirSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { printSummary } from './profile-summary.mjs';
 import {
@@ -19,7 +21,7 @@ requireBuild();
 const [scenario = 'events', rowsArg, batchArg, concurrencyArg] = process.argv.slice(2);
 const events = scenario === 'events';
 const rows = Number(rowsArg ?? (events ? 1_000_000 : 200_000));
-const batchSize = Number(batchArg ?? (events ? 10_000 : 500));
+const batchSize = Number(batchArg ?? (events ? 2000 : 500));
 const concurrency = Number(concurrencyArg ?? (events ? 4 : 32));
 const pageSize = events ? 20_000 : 5000;
 const dir = join('/tmp/prof', `${scenario}-${Date.now()}`);
@@ -36,7 +38,8 @@ const receiver = await startReceiver(events ? 'events' : 'classic', [], { nodeAr
 project.writeJob(jobSettings({ destination: events ? eventsDestination(receiver) : classicDestination(receiver), concurrency, batchSize, pageSize }));
 progress(`profile ${scenario}: run (batchSize ${batchSize}, concurrency ${concurrency}, pageSize ${pageSize})`);
 const before = cpuSnapshot([receiver.pid]);
-const result = await runJob(project, { measureRss: true, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] });
+const pgTiming = fileURLToPath(new URL('./pg-timing.mjs', import.meta.url));
+const result = await runJob(project, { measureRss: true, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--import', pgTiming] });
 const after = cpuSnapshot([receiver.pid]);
 const stats = await receiver.stop();
 project.remove();
@@ -50,6 +53,11 @@ console.log(`  convey process   ${result.cpuSeconds.toFixed(2)} s  (${((result.c
 console.log(`  receiver process ${receiverCpu.toFixed(2)} s  (${((receiverCpu / wall) * 100).toFixed(0)}% of one core)`);
 console.log(`  PostgreSQL       ${pgCpu.toFixed(2)} s  (${((pgCpu / wall) * 100).toFixed(0)}% of one core)`);
 console.log(`  idle             ${(2 * wall - result.cpuSeconds - receiverCpu - pgCpu).toFixed(2)} s`);
+const statements = /pg-timing (.*)/.exec(result.stderr);
+if (statements) {
+  console.log('\nSQL statements, wall ms from call to answer (includes waiting for convey\'s own event loop; summed over connections):');
+  for (const q of JSON.parse(statements[1]).slice(0, 10)) console.log(`  ${String(q.ms).padStart(7)} ms ${String(q.count).padStart(6)} ×  ${q.sql}`);
+}
 const profile = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
 printSummary(join(dir, profile), 40);
 const receiverProfile = readdirSync(join(dir, 'receiver')).find((f) => f.endsWith('.cpuprofile'));

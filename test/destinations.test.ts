@@ -1,9 +1,10 @@
 import test from 'ava';
-import { validate as isUuid, version as uuidVersion } from 'uuid';
+import { validate as isUuid, v5 as uuidv5, version as uuidVersion } from 'uuid';
 import { checkRow } from '../src/check/check-row.ts';
 import type { Conversion } from '../src/check/conversion.ts';
 import type { ClassicDestinationConfig, EventsDestinationConfig } from '../src/config/project.ts';
 import { optimizelyClassic } from '../src/destinations/optimizely-classic.ts';
+import { conversionUuid } from '../src/destinations/idempotency.ts';
 import { optimizelyEvents } from '../src/destinations/optimizely-events.ts';
 import { conveyVersion } from '../src/package-root.ts';
 import { validateClassicQuery } from '../src/receiver/validate-classic.ts';
@@ -150,6 +151,8 @@ test('events: the uuid is derived from the idempotency key, so a resend is de-du
   const otherId = JSON.parse(events.encode(conversion({ ...seedRow, conversion_id: 'SEED-2' })).payload);
   const uuid = (p: any): string => p.snapshots[0].events[0].uuid;
   t.is(uuid(a), uuid(again), 'same destination, event and conversion_id: same uuid');
+  t.is(uuid(a), uuidv5('optimizely-events:5555\n1234567\nSEED-1', '57d31011-7aca-47ae-b64a-15695262de71'), 'exactly the uuid package\'s v5');
+  t.is(conversionUuid('k', 'é', '✓ 1'), uuidv5('k\né\n✓ 1', '57d31011-7aca-47ae-b64a-15695262de71'), 'on any text');
   t.not(uuid(a), uuid(other));
   t.not(uuid(a), uuid(otherId));
 });

@@ -1,0 +1,77 @@
+// Rate accuracy: with rateLimit.perSecond at 50 and at 1,000, send 10 seconds' worth of classic
+// conversions (one request each) and compare what the receiver saw with the limit: the achieved
+// rate between its first and last request, and the most requests in any sliding 1-second window
+// (what a rate limiter on Optimizely's side would count). Target: both within 2% of the limit.
+//
+//   node bench/rate-accuracy.mjs        (BENCH_RATES=50,1000 and BENCH_RUNS to change)
+
+import {
+  classicDestination, createProject, dbUrl, fmt, jobSettings, median, migrateState, progress, recreateDatabase,
+  resetState, round, runIfMain, runJob, seedConversions, startReceiver,
+} from './lib.mjs';
+
+const RATES = (process.env.BENCH_RATES ?? '50,1000').split(',').map(Number);
+const SECONDS = 10;
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SOURCE_DB = 'convey_bench';
+const STATE_DB = 'convey_bench_state';
+
+export async function run() {
+  await recreateDatabase(STATE_DB);
+  const figures = [];
+  const notes = [];
+  for (const rate of RATES) {
+    const rows = rate * SECONDS;
+    await recreateDatabase(SOURCE_DB);
+    await seedConversions(dbUrl(SOURCE_DB), rows);
+    const project = createProject({ sourceUrl: dbUrl(SOURCE_DB), stateUrl: dbUrl(STATE_DB) });
+    try {
+      await migrateState(project);
+      const runs = [];
+      for (let i = 0; i < RUNS; i++) {
+        await resetState(dbUrl(STATE_DB));
+        const receiver = await startReceiver('classic');
+        project.writeJob(jobSettings({ destination: classicDestination(receiver), concurrency: 32, perSecond: rate }));
+        progress(`rate ${rate}/s: run ${i + 1}/${RUNS} (${fmt(rows)} conversions)`);
+        const { summary } = await runJob(project);
+        const stats = await receiver.stop();
+        if (stats.conversions !== rows || stats.invalidRequests !== 0) {
+          throw new Error(`receiver accepted ${stats.conversions} conversions (${stats.invalidRequests} invalid), expected ${rows}`);
+        }
+        const spanS = (stats.lastAt - stats.firstAt) / 1000;
+        runs.push({
+          achieved: stats.requests / spanS,
+          // n requests span n − 1 intervals: the rate the pacing actually ran at.
+          paced: (stats.requests - 1) / spanS,
+          maxWindow: stats.maxRequestsPerSecond,
+          durationMs: summary.durationMs,
+        });
+      }
+      const achieved = median(runs.map((r) => r.achieved));
+      const paced = median(runs.map((r) => r.paced));
+      const worstWindow = Math.max(...runs.map((r) => r.maxWindow));
+      const achievedError = achieved / rate - 1;
+      const windowError = worstWindow / rate - 1;
+      figures.push(
+        { name: `${fmt(rate)}/s: achieved rate (requests / first→last)`, value: `${fmt(achieved, 1)}/s (${signed(achievedError)})`, target: '±2%', ok: Math.abs(achievedError) <= 0.02 + 1e-9 },
+        { name: `${fmt(rate)}/s: paced rate ((requests − 1) / first→last)`, value: `${fmt(paced, 1)}/s (${signed(paced / rate - 1)})` },
+        { name: `${fmt(rate)}/s: busiest 1 s window (worst of ${RUNS})`, value: `${fmt(worstWindow)} (${signed(windowError)})`, target: '≤ +2%', ok: windowError <= 0.02 + 1e-9 },
+      );
+      notes.push(
+        `${rate}/s runs: achieved ${runs.map((r) => round(r.achieved, 1)).join(', ')}; busiest window ${runs.map((r) => r.maxWindow).join(', ')}; durationMs ${runs.map((r) => r.durationMs).join(', ')}`,
+      );
+    } finally {
+      project.remove();
+    }
+  }
+  return {
+    id: 'rate',
+    title: `Rate accuracy: classic destination, ${SECONDS} s of conversions at each limit, concurrency 32 (median of ${RUNS}, busiest window worst of ${RUNS})`,
+    figures,
+    notes,
+  };
+}
+
+const signed = (share) => `${share >= 0 ? '+' : '−'}${fmt(Math.abs(share) * 100, 2)}%`;
+
+await runIfMain(import.meta, run);
