@@ -203,11 +203,13 @@ export class DeliveryEngine {
       // later finds the signal aborted and sends nothing. (p-limit's clearQueue would leave the
       // promises of cleared tasks unsettled.) A request that has its slot finishes.
       let started = false;
+      // Only a request that must queue needs the early exit (and its extra promise).
+      const queued = this.#slots.activeCount >= this.#slots.concurrency;
       const task = this.#slots(() => {
         started = true;
         return this.#attempt(request);
       });
-      const first = this.#signal ? await this.#untilStopped(task) : await task;
+      const first = this.#signal && queued ? await this.#untilStopped(task) : await task;
       const outcome = first === STOPPED && !started ? STOPPED : await task;
       if (outcome === STOPPED) return this.#stopped(attempts, lastError);
       attempts++;
