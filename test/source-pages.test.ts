@@ -19,14 +19,18 @@ const mapping: Mapping = {
 
 async function withSource(t: { teardown(fn: () => Promise<void>): void }, setup: string): Promise<{ source: Source; project: TestProject }> {
   const project = await createTestProject();
-  t.teardown(() => project.close());
+  let source: Source | undefined;
+  // The source first: dropping the database ends its connections.
+  t.teardown(async () => {
+    await source?.close();
+    await project.close();
+  });
   await project.db.sourceSql(setup);
   const config: SourceConfig =
     project.db.kind === 'postgres'
       ? { name: 'warehouse', file: 'config/default.json', client: 'pg', connection: String(project.db.sourceConfig.connection) }
       : { name: 'warehouse', file: 'config/default.json', client: 'pglite', dataDir: join(project.dir, '.convey', 'warehouse') };
-  const source = await openSource(config, 'test');
-  t.teardown(() => source.close());
+  source = await openSource(config, 'test');
   return { source, project };
 }
 

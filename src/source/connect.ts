@@ -59,6 +59,9 @@ export async function openSource(config: SourceConfig, command: string): Promise
       // Timestamps then come back as `…+00`, which is read without any date arithmetic
       // (time/instant.ts). Redshift accepts the same statement.
       afterCreate: (connection: pg.Client, done: (error: Error | null, connection: pg.Client) => void) => {
+        // An idle connection the server drops emits 'error'; unheard, it would end the process.
+        // The next query on it fails and is reported as a SOURCE_ERROR instead.
+        connection.on('error', () => undefined);
         connection.query("set time zone 'UTC'").then(() => done(null, connection), (error: Error) => done(error, connection));
       },
     },
