@@ -19,18 +19,20 @@ const mapping: Mapping = {
 
 async function withSource(t: { teardown(fn: () => Promise<void>): void }, setup: string): Promise<{ source: Source; project: TestProject }> {
   const project = await createTestProject();
-  let source: Source | undefined;
-  // The source first: dropping the database ends its connections.
-  t.teardown(async () => {
-    await source?.close();
+  await project.db.sourceSql(setup).catch(async (error: unknown) => {
     await project.close();
+    throw error;
   });
-  await project.db.sourceSql(setup);
   const config: SourceConfig =
     project.db.kind === 'postgres'
       ? { name: 'warehouse', file: 'config/default.json', client: 'pg', connection: String(project.db.sourceConfig.connection) }
       : { name: 'warehouse', file: 'config/default.json', client: 'pglite', dataDir: join(project.dir, '.convey', 'warehouse') };
-  source = await openSource(config, 'test');
+  const source = await openSource(config, 'test');
+  // The source first: dropping the database ends its connections.
+  t.teardown(async () => {
+    await source.close();
+    await project.close();
+  });
   return { source, project };
 }
 
