@@ -8,35 +8,21 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
-  classicDestination, createProject, dbUrl, fmt, jobSettings, median, migrateState, progress, recreateDatabase,
-  resetState, round, runIfMain, runJob, seedConversions, startReceiver,
+  assertReceived, fmt, measuredRun, median, progress, round, runIfMain, startReceiver, withSeededProject,
 } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_CLASSIC_ROWS ?? 200_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const CONCURRENCY = 32;
-const SOURCE_DB = 'convey_bench';
-const STATE_DB = 'convey_bench_state';
 
 export async function run() {
   progress(`classic: seeding ${fmt(ROWS)} rows`);
-  await recreateDatabase(SOURCE_DB);
-  await recreateDatabase(STATE_DB);
-  const seeded = await seedConversions(dbUrl(SOURCE_DB), ROWS);
-  const project = createProject({ sourceUrl: dbUrl(SOURCE_DB), stateUrl: dbUrl(STATE_DB) });
-  try {
-    await migrateState(project);
-
+  return withSeededProject(ROWS, async (project, seeded) => {
     const convey = [];
     for (let i = 0; i < RUNS; i++) {
-      await resetState(dbUrl(STATE_DB));
-      const receiver = await startReceiver('classic');
-      project.writeJob(jobSettings({ destination: classicDestination(receiver), concurrency: CONCURRENCY }));
       progress(`classic: convey run ${i + 1}/${RUNS}`);
-      const { wallMs, summary } = await runJob(project);
-      const stats = await receiver.stop();
-      check(stats, ROWS, 'convey');
-      convey.push({ wallMs, durationMs: summary.durationMs, sent: summary.sent, stats });
+      const { wallMs, summary } = await measuredRun(project, { protocol: 'classic', settings: { concurrency: CONCURRENCY }, expected: ROWS });
+      convey.push({ wallMs, durationMs: summary.durationMs });
     }
 
     const bare = [];
@@ -45,7 +31,7 @@ export async function run() {
       progress(`classic: bare undici Pool ${i + 1}/${RUNS}`);
       const result = await bareClient(receiver.origin, ROWS, CONCURRENCY);
       const stats = await receiver.stop();
-      check(stats, ROWS, 'bare client');
+      assertReceived(stats, ROWS, 'bare client');
       bare.push(result);
     }
 
@@ -73,15 +59,7 @@ export async function run() {
         `source seeded in ${fmt(seeded.seconds, 1)} s (not timed)`,
       ],
     };
-  } finally {
-    project.remove();
-  }
-}
-
-function check(stats, expected, who) {
-  if (stats.conversions !== expected || stats.invalidRequests !== 0) {
-    throw new Error(`${who}: receiver accepted ${stats.conversions} conversions (${stats.invalidRequests} invalid requests), expected ${expected}: ${JSON.stringify(stats)}`);
-  }
+  });
 }
 
 async function bareClient(origin, count, concurrency) {

@@ -7,12 +7,11 @@
 //   node bench/embedded.mjs        (BENCH_EMBEDDED_ROWS to change)
 
 import {
-  classicDestination, createProject, dbUrl, fmt, haveGnuTime, jobSettings, migrateState, progress, recreateDatabase,
+  SOURCE_DB, classicDestination, createProject, dbUrl, fmt, haveGnuTime, jobSettings, migrateState, progress, recreateDatabase,
   runIfMain, runJob, seedConversions, startReceiver,
 } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_EMBEDDED_ROWS ?? 200_000);
-const SOURCE_DB = 'convey_bench';
 
 export async function run() {
   await recreateDatabase(SOURCE_DB);

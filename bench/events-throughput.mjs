@@ -5,10 +5,7 @@
 //   node bench/events-throughput.mjs
 //   BENCH_EVENTS_ROWS, BENCH_RUNS, BENCH_BATCH_SIZE, BENCH_PAGE_SIZE, BENCH_CONCURRENCY override the defaults.
 
-import {
-  createProject, dbUrl, eventsDestination, fmt, jobSettings, median, migrateState, progress, recreateDatabase,
-  resetState, round, runIfMain, runJob, seedConversions, startReceiver,
-} from './lib.mjs';
+import { fmt, measuredRun, median, progress, round, runIfMain, withSeededProject } from './lib.mjs';
 
 const ROWS = Number(process.env.BENCH_EVENTS_ROWS ?? 1_000_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
@@ -20,31 +17,19 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 export const EVENTS_BATCH_SIZE = Number(process.env.BENCH_BATCH_SIZE ?? 2_000);
 export const EVENTS_PAGE_SIZE = Number(process.env.BENCH_PAGE_SIZE ?? 4_000);
 export const EVENTS_CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
-const SOURCE_DB = 'convey_bench';
-const STATE_DB = 'convey_bench_state';
 
 export async function run() {
   progress(`events: seeding ${fmt(ROWS)} rows`);
-  await recreateDatabase(SOURCE_DB);
-  await recreateDatabase(STATE_DB);
-  const seeded = await seedConversions(dbUrl(SOURCE_DB), ROWS);
-  const project = createProject({ sourceUrl: dbUrl(SOURCE_DB), stateUrl: dbUrl(STATE_DB) });
-  try {
-    await migrateState(project);
+  return withSeededProject(ROWS, async (project, seeded) => {
     const runs = [];
     for (let i = 0; i < RUNS; i++) {
-      await resetState(dbUrl(STATE_DB));
-      const receiver = await startReceiver('events');
-      project.writeJob(
-        jobSettings({ destination: eventsDestination(receiver), concurrency: EVENTS_CONCURRENCY, batchSize: EVENTS_BATCH_SIZE, pageSize: EVENTS_PAGE_SIZE }),
-      );
       progress(`events: convey run ${i + 1}/${RUNS} (batchSize ${EVENTS_BATCH_SIZE}, pageSize ${EVENTS_PAGE_SIZE}, concurrency ${EVENTS_CONCURRENCY})`);
-      const { wallMs, summary } = await runJob(project);
-      const stats = await receiver.stop();
-      if (stats.conversions !== ROWS || stats.invalidRequests !== 0) {
-        throw new Error(`receiver accepted ${stats.conversions} conversions (${stats.invalidRequests} invalid requests), expected ${ROWS}: ${JSON.stringify(stats)}`);
-      }
-      runs.push({ wallMs, durationMs: summary.durationMs, requests: summary.requests, stats });
+      const { wallMs, summary, stats } = await measuredRun(project, {
+        protocol: 'events',
+        settings: { concurrency: EVENTS_CONCURRENCY, batchSize: EVENTS_BATCH_SIZE, pageSize: EVENTS_PAGE_SIZE },
+        expected: ROWS,
+      });
+      runs.push({ wallMs, durationMs: summary.durationMs, stats });
     }
     const wall = median(runs.map((r) => r.wallMs));
     const duration = median(runs.map((r) => r.durationMs));
@@ -67,9 +52,7 @@ export async function run() {
         `source seeded in ${fmt(seeded.seconds, 1)} s (not timed)`,
       ],
     };
-  } finally {
-    project.remove();
-  }
+  });
 }
 
 await runIfMain(import.meta, run);

@@ -278,6 +278,57 @@ export async function migrateState(project) {
   if (result.code !== 0) throw new Error(`convey migrate exited ${result.code}: ${result.stderr}`);
 }
 
+/** The databases the benchmarks use: each recreates them; `npm run bench` drops them at the end. */
+export const SOURCE_DB = 'convey_bench';
+export const STATE_DB = 'convey_bench_state';
+
+/**
+ * `rows` conversions in a fresh source database, a fresh migrated state database, and a project
+ * that reads the one into the other, for `use(project, seeded)`. The project folder is removed after.
+ */
+export async function withSeededProject(rows, use) {
+  await recreateDatabase(SOURCE_DB);
+  await recreateDatabase(STATE_DB);
+  const seeded = await seedConversions(dbUrl(SOURCE_DB), rows);
+  const project = createProject({ sourceUrl: dbUrl(SOURCE_DB), stateUrl: dbUrl(STATE_DB) });
+  try {
+    await migrateState(project);
+    return await use(project, seeded);
+  } finally {
+    project.remove();
+  }
+}
+
+/**
+ * One `convey run` of a `withSeededProject` project from empty state, against a fresh receiver
+ * for `protocol` (job settings `settings` besides the destination; `runOptions` for runJob).
+ * Returns runJob's result with the receiver's stats; throws unless the receiver accepted exactly
+ * `expected` conversions and no invalid request.
+ */
+export async function measuredRun(project, { protocol, settings, expected, runOptions = {} }) {
+  await resetState(dbUrl(STATE_DB));
+  const receiver = await startReceiver(protocol);
+  let result;
+  try {
+    const destination = protocol === 'events' ? eventsDestination(receiver) : classicDestination(receiver);
+    project.writeJob(jobSettings({ destination, ...settings }));
+    result = await runJob(project, runOptions);
+  } catch (error) {
+    await receiver.stop().catch(() => undefined);
+    throw error;
+  }
+  const stats = await receiver.stop();
+  assertReceived(stats, expected, 'convey');
+  return { ...result, stats };
+}
+
+/** The receiver saw exactly `expected` conversions, all in valid requests. */
+export function assertReceived(stats, expected, who) {
+  if (stats.conversions !== expected || stats.invalidRequests !== 0) {
+    throw new Error(`${who}: receiver accepted ${stats.conversions} conversions (${stats.invalidRequests} invalid requests), expected ${expected}: ${JSON.stringify(stats)}`);
+  }
+}
+
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;

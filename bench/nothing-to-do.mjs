@@ -6,14 +6,12 @@
 //   node bench/nothing-to-do.mjs        (BENCH_IDLE_RUNS to change N)
 
 import {
-  classicDestination, createProject, dbUrl, fmt, jobSettings, median, progress, recreateDatabase, round, runIfMain,
-  runJob, seedConversions, startReceiver,
+  SOURCE_DB, STATE_DB, classicDestination, createProject, dbUrl, fmt, jobSettings, median, progress, recreateDatabase,
+  round, runIfMain, runJob, seedConversions, startReceiver,
 } from './lib.mjs';
 
 const ROWS = 10_000;
 const RUNS = Number(process.env.BENCH_IDLE_RUNS ?? 7);
-const SOURCE_DB = 'convey_bench';
-const STATE_DB = 'convey_bench_state';
 
 export async function run() {
   await recreateDatabase(SOURCE_DB);

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { printSummary } from './profile-summary.mjs';
 import {
-  classicDestination, cpuSnapshot, createProject, dbUrl, eventsDestination, fmt, jobSettings, migrateState, progress,
+  SOURCE_DB, STATE_DB, classicDestination, cpuSnapshot, createProject, dbUrl, eventsDestination, fmt, jobSettings, migrateState, progress,
   recreateDatabase, requireBuild, resetState, runJob, seedConversions, startReceiver,
 } from './lib.mjs';
 
@@ -27,13 +27,13 @@ const pageSize = events ? 20_000 : 5000;
 const dir = join('/tmp/prof', `${scenario}-${Date.now()}`);
 mkdirSync(join(dir, 'receiver'), { recursive: true });
 
-await recreateDatabase('convey_bench');
-await recreateDatabase('convey_bench_state');
+await recreateDatabase(SOURCE_DB);
+await recreateDatabase(STATE_DB);
 progress(`profile ${scenario}: seeding ${fmt(rows)} rows`);
-await seedConversions(dbUrl('convey_bench'), rows);
-const project = createProject({ sourceUrl: dbUrl('convey_bench'), stateUrl: dbUrl('convey_bench_state') });
+await seedConversions(dbUrl(SOURCE_DB), rows);
+const project = createProject({ sourceUrl: dbUrl(SOURCE_DB), stateUrl: dbUrl(STATE_DB) });
 await migrateState(project);
-await resetState(dbUrl('convey_bench_state'));
+await resetState(dbUrl(STATE_DB));
 const receiver = await startReceiver(events ? 'events' : 'classic', [], { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', join(dir, 'receiver')] });
 project.writeJob(jobSettings({ destination: events ? eventsDestination(receiver) : classicDestination(receiver), concurrency, batchSize, pageSize }));
 progress(`profile ${scenario}: run (batchSize ${batchSize}, concurrency ${concurrency}, pageSize ${pageSize})`);

@@ -5,39 +5,22 @@
 //
 //   node bench/rate-accuracy.mjs        (BENCH_RATES=50,1000 and BENCH_RUNS to change)
 
-import {
-  classicDestination, createProject, dbUrl, fmt, jobSettings, median, migrateState, progress, recreateDatabase,
-  resetState, round, runIfMain, runJob, seedConversions, startReceiver,
-} from './lib.mjs';
+import { fmt, measuredRun, median, progress, round, runIfMain, withSeededProject } from './lib.mjs';
 
 const RATES = (process.env.BENCH_RATES ?? '50,1000').split(',').map(Number);
 const SECONDS = 10;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-const SOURCE_DB = 'convey_bench';
-const STATE_DB = 'convey_bench_state';
 
 export async function run() {
-  await recreateDatabase(STATE_DB);
   const figures = [];
   const notes = [];
   for (const rate of RATES) {
     const rows = rate * SECONDS;
-    await recreateDatabase(SOURCE_DB);
-    await seedConversions(dbUrl(SOURCE_DB), rows);
-    const project = createProject({ sourceUrl: dbUrl(SOURCE_DB), stateUrl: dbUrl(STATE_DB) });
-    try {
-      await migrateState(project);
+    await withSeededProject(rows, async (project) => {
       const runs = [];
       for (let i = 0; i < RUNS; i++) {
-        await resetState(dbUrl(STATE_DB));
-        const receiver = await startReceiver('classic');
-        project.writeJob(jobSettings({ destination: classicDestination(receiver), concurrency: 32, perSecond: rate }));
         progress(`rate ${rate}/s: run ${i + 1}/${RUNS} (${fmt(rows)} conversions)`);
-        const { summary } = await runJob(project);
-        const stats = await receiver.stop();
-        if (stats.conversions !== rows || stats.invalidRequests !== 0) {
-          throw new Error(`receiver accepted ${stats.conversions} conversions (${stats.invalidRequests} invalid), expected ${rows}`);
-        }
+        const { summary, stats } = await measuredRun(project, { protocol: 'classic', settings: { concurrency: 32, perSecond: rate }, expected: rows });
         const spanS = (stats.lastAt - stats.firstAt) / 1000;
         runs.push({
           achieved: stats.requests / spanS,
@@ -60,9 +43,7 @@ export async function run() {
       notes.push(
         `${rate}/s runs: achieved ${runs.map((r) => round(r.achieved, 1)).join(', ')}; busiest window ${runs.map((r) => r.maxWindow).join(', ')}; durationMs ${runs.map((r) => r.durationMs).join(', ')}`,
       );
-    } finally {
-      project.remove();
-    }
+    });
   }
   return {
     id: 'rate',

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { dropDatabase, fmt, printResult, progress, repoRoot, requireBuild, serverVersion } from './lib.mjs';
+import { SOURCE_DB, STATE_DB, dropDatabase, fmt, printResult, progress, repoRoot, requireBuild, serverVersion } from './lib.mjs';
 
 const BENCHES = {
   classic: () => import('./classic-throughput.mjs'),
@@ -39,8 +39,8 @@ for (const [name, load] of Object.entries(BENCHES)) {
     failures.push({ name, message: String(error?.message ?? error).split('\n')[0] });
   }
 }
-await dropDatabase('convey_bench');
-await dropDatabase('convey_bench_state');
+await dropDatabase(SOURCE_DB);
+await dropDatabase(STATE_DB);
 const totalSeconds = (performance.now() - started) / 1000;
 
 const commit = (() => {

@@ -64,11 +64,14 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
     max: options.singleConnection ? 1 : (options.max ?? 6),
     // The single embedded connection carries the advisory locks: it must never be closed as idle.
     idleTimeoutMillis: options.singleConnection ? 0 : 10_000,
+    // UTC output reads fastest (time/instant.ts). Awaited before the pool hands the client out:
+    // leaving it to pg's query queue prints a deprecation warning in pg 8 and breaks in pg 9.
+    onConnect: async (client) => {
+      await client.query("set time zone 'UTC'");
+    },
   });
   // An idle client that loses its connection emits here; without a listener it would crash the process.
   pool.on('error', () => undefined);
-  // UTC output reads fastest (time/instant.ts); pg queues this before any other query of the client.
-  pool.on('connect', (client) => void client.query("set time zone 'UTC'").catch(() => undefined));
   let lockClient: pg.Client | undefined;
   const lockLost = new AbortController();
   let closing = false;
