@@ -4,13 +4,13 @@ import { setFlagsFromString } from 'node:v8';
 export const HEAP_GROWING_PERCENT = 100;
 
 /**
- * A run's live heap is 30–40 MB whatever its size (one page and a few batches in flight), but by
- * default V8 lets the old generation grow to about four times that between full collections:
- * 230–250 MB peak RSS for the Event API benchmark. Letting it grow to at most twice the live heap
- * keeps the peak near 175 MB at the same speed (50% saved another 8 MB for 7% more CPU; see
- * bench/memory.mjs), and, unlike --max-old-space-size, sets no ceiling that a large page could
- * hit. V8 reads this flag whenever it sizes the heap after a collection, so setting it at startup
- * takes effect. A value given to node itself wins.
+ * A run's live heap is about 30 MB whatever its size (one page and a few batches in flight), but
+ * by default V8 lets the old generation grow to about four times that between full collections:
+ * 220–245 MB peak RSS in the Event API benchmark. At twice the live heap the peak is 170–180 MB
+ * at the same speed (50% saved another 8 MB for 7% more CPU; bench/memory.mjs), and unlike
+ * --max-old-space-size this sets no ceiling that a large page could hit. V8 reads the flag each
+ * time it sizes the heap after a collection, so setting it at startup takes effect. A value given
+ * to node itself wins.
  */
 export function limitHeapGrowth(execArgv: readonly string[] = process.execArgv): void {
   if (execArgv.some((arg) => /^--heap[-_]growing[-_]percent\b/.test(arg))) return;
