@@ -104,6 +104,35 @@ test('malformed rows are rejected with their reason and the original row; the ru
   });
 });
 
+test('a conversion id repeated in one batch, valid or malformed alike, is one reject per reason and the run goes on', async (t) => {
+  const project = await projectWithRows(t, []);
+  const once = rows(3);
+  const fanOut = { ...once[0]!, at: '2026-03-02T00:00:00Z' }; // c0001 three times: a join that fans out
+  const noVisitor = { ...rows(1, '2026-03-02T00:00:01Z', 'novisitor')[0]!, visitor: null };
+  await insertRows(project, [...once, fanOut, { ...fanOut, at: '2026-03-02T00:00:02Z' }, noVisitor, { ...noVisitor, at: '2026-03-02T00:00:03Z' }]);
+
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    const first = await project.cli(['run', 'orders', '--json']);
+    t.is(first.code, 0, first.stderr);
+    t.like(first.json<SummaryJson>(), { read: 7, sent: 3, rejected: 4 });
+    const rejects = async (): Promise<unknown[]> =>
+      (await project.db.stateSql(`select conversion_id, reason_code, times_seen from convey.rejects where resolved_at is null order by reason_code`)).rows;
+    t.deepEqual(await rejects(), [
+      { conversion_id: 'c0001', reason_code: 'duplicate_conversion', times_seen: 2 },
+      { conversion_id: 'novisitor0001', reason_code: 'missing_visitor_id', times_seen: 2 },
+    ]);
+
+    // Read again (the watermark reset), the malformed pair adds to the same open reject.
+    await project.db.stateSql(`delete from convey.watermarks`);
+    const again = await project.cli(['run', 'orders', '--json']);
+    t.is(again.code, 0, again.stderr);
+    t.like(again.json<SummaryJson>(), { sent: 0, alreadySent: 3 });
+    t.like((await rejects())[1], { reason_code: 'missing_visitor_id', times_seen: 4 });
+    t.is(receiver.stats().unique, 3);
+  });
+});
+
 test('a dry run sends nothing, records nothing, and prints each request it would send as NDJSON', async (t) => {
   const project = await projectWithRows(t, rows(30));
 

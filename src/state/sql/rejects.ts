@@ -22,25 +22,44 @@ export interface RejectRecord {
   lastSeenAt: string;
 }
 
-/** A row rejected again (a later run re-reads it) updates the open reject instead of adding one. */
+/**
+ * A row rejected again (a later run re-reads it) updates the open reject instead of adding one.
+ * Rows that share a conversion_id and a reason within one call (a key repeated in the window,
+ * malformed alike) become one reject seen that many times: PostgreSQL refuses an upsert that
+ * touches the same row twice, and the run would fail on every retry.
+ */
 export async function recordRejects(tx: Queryable, job: string, runId: number, rejects: readonly RejectInput[]): Promise<void> {
   if (rejects.length === 0) return;
+  const merged = new Map<string, { reject: RejectInput; seen: number }>();
+  const unkeyed: Array<{ reject: RejectInput; seen: number }> = [];
+  for (const reject of rejects) {
+    if (reject.conversionId === undefined) {
+      unkeyed.push({ reject, seen: 1 });
+      continue;
+    }
+    const key = `${reject.reasonCode}\u0000${reject.conversionId}`;
+    const entry = merged.get(key);
+    if (entry) entry.seen++;
+    else merged.set(key, { reject, seen: 1 });
+  }
+  const all = [...merged.values(), ...unkeyed];
   await tx.query(
-    `insert into convey.rejects (job, run_id, conversion_id, cursor_value, reason_code, reason, row)
-     select $1, $2, t.conversion_id, t.cursor_value, t.reason_code, t.reason, t.row
-       from unnest($3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::jsonb[])
-            as t(conversion_id, cursor_value, reason_code, reason, row)
+    `insert into convey.rejects (job, run_id, conversion_id, cursor_value, reason_code, reason, row, times_seen)
+     select $1, $2, t.conversion_id, t.cursor_value, t.reason_code, t.reason, t.row, t.seen
+       from unnest($3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::jsonb[], $8::int[])
+            as t(conversion_id, cursor_value, reason_code, reason, row, seen)
      on conflict (job, conversion_id, reason_code) where resolved_at is null and conversion_id is not null
-     do update set run_id = excluded.run_id, reason = excluded.reason, row = excluded.row,
-                   cursor_value = excluded.cursor_value, times_seen = convey.rejects.times_seen + 1, last_seen_at = now()`,
+     do update set run_id = excluded.run_id, reason = excluded.reason, row = excluded.row, cursor_value = excluded.cursor_value,
+                   times_seen = convey.rejects.times_seen + excluded.times_seen, last_seen_at = now()`,
     [
       job,
       runId,
-      rejects.map((r) => r.conversionId ?? null),
-      rejects.map((r) => r.cursor ?? null),
-      rejects.map((r) => r.reasonCode),
-      rejects.map((r) => r.reason),
-      rejects.map((r) => JSON.stringify(r.row)),
+      all.map(({ reject }) => reject.conversionId ?? null),
+      all.map(({ reject }) => reject.cursor ?? null),
+      all.map(({ reject }) => reject.reasonCode),
+      all.map(({ reject }) => reject.reason),
+      all.map(({ reject }) => JSON.stringify(reject.row)),
+      all.map(({ seen }) => seen),
     ],
   );
 }
