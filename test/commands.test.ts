@@ -204,3 +204,18 @@ test('state show, set and reset: confirmed, recorded in the history with who and
     t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { read: 5, sent: 0, alreadySent: 5 });
   });
 });
+
+test('backfill --resend over conversions waiting to be retried sends each of them once, not once by the retry step and again by the chunk', async (t) => {
+  const project = await projectWithRows(t, rows(6, '2026-03-10T12:00:00Z'));
+  await withReceiver({ protocol: 'events', faults: { failRate: 1 } }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    t.is((await project.cli(['run', 'orders'])).code, 1, 'every conversion failed and waits in the ledger');
+    receiver.setFaults({});
+
+    const resend = await project.cli(['backfill', 'orders', '--from', '2026-03-10', '--to', '2026-03-11', '--resend', '--json']);
+    t.is(resend.code, 0, resend.stderr);
+    t.like(resend.json<SummaryJson>(), { read: 6, retried: 6, sent: 6, skipped: 6, failed: 0 });
+    t.is(receiver.stats().unique, 6);
+    t.is(receiver.stats().duplicates, 0, 'a conversion the retry step just sent is not resent by the chunk that reads it');
+  });
+});

@@ -82,9 +82,10 @@ async function claimedKeys(tx: Queryable, batchId: number, items: readonly Claim
 }
 
 /**
- * `--resend`: claims keys even when already sent, unless this backfill already resent them (sent
- * by a batch of a run that started at or after `resentSince`), so a resumed backfill does not
- * send a conversion a second time. Keys pending in a live run are left alone.
+ * `--resend`: claims keys even when already sent, unless this backfill already sent them (by a
+ * batch that finished at or after `resentSince`), so a resumed backfill does not send a
+ * conversion a second time. That includes what its own retry step sent (failed, deferred, in
+ * doubt) just before the chunk reads the same rows. Keys pending in a live run are left alone.
  */
 export async function claimForResend(
   tx: Queryable,
@@ -104,7 +105,7 @@ export async function claimForResend(
       where l.outcome is not null
          or exists (select 1 from convey.batches b
                      where b.id = l.batch_id and b.status = 'done'
-                       and (b.origin <> 'resend' or b.finished_at < $5::timestamptz))`,
+                       and (b.origin = 'source' or b.finished_at < $5::timestamptz))`,
     [destination, job, batchId, claimJson(items), resentSince],
   );
   return claimedKeys(tx, batchId, items, rowCount);
