@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { CONVERSIONS_SQL, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
+import { CONVERSIONS_SQL, classicJob, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
 import type { PlanResult } from '../src/pipeline/plan-window.ts';
 import { waitFor } from './helpers/project.ts';
 
@@ -217,5 +217,27 @@ test('backfill --resend over conversions waiting to be retried sends each of the
     t.like(resend.json<SummaryJson>(), { read: 6, retried: 6, sent: 6, skipped: 6, failed: 0 });
     t.is(receiver.stats().unique, 6);
     t.is(receiver.stats().duplicates, 0, 'a conversion the retry step just sent is not resent by the chunk that reads it');
+  });
+});
+
+test('a resend the endpoint refuses leaves the conversion recorded as sent, so no later run or backfill sends it again', async (t) => {
+  const project = await projectWithRows(t, rows(5, '2026-03-10T12:00:00Z'));
+  let refusing = false;
+  const refuse = (c: { visitorId: string }): string | undefined => (refusing && c.visitorId === 'v3' ? 'no longer valid' : undefined);
+  await withReceiver({ protocol: 'classic', refuse }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, classicJob(receiver));
+    t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { sent: 5 });
+
+    refusing = true;
+    const range = ['--from', '2026-03-10', '--to', '2026-03-11', '--tz', 'UTC', '--json'];
+    const resend = (await project.cli(['backfill', 'orders', ...range, '--resend'])).json<SummaryJson>();
+    t.like(resend, { sent: 4, rejected: 1 });
+    refusing = false;
+
+    const { rows: ledger } = await project.db.stateSql(`select status from convey.conversions where conversion_id = 'c0003'`);
+    t.deepEqual(ledger, [{ status: 'sent' }], 'it was delivered by the first run; the refused resend does not erase that');
+    const backfill = (await project.cli(['backfill', 'orders', ...range])).json<SummaryJson>();
+    t.like(backfill, { sent: 0, alreadySent: 5 });
+    t.is(receiver.accepted().filter((a) => a.visitorId === 'v3').length, 1, 'the classic endpoint counts every copy: c0003 went once');
   });
 });

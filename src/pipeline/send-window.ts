@@ -82,9 +82,16 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
     const rejects: RejectInput[] = [...batch.rejects];
     let batchId = 0;
     let claimed: Item[] = [];
+    let delivered = new Set<string>();
     // Claim: pending before anything leaves.
     await db.transaction(async (tx) => {
       if (batch.items.length) {
+        if (options.resendSince) {
+          // A resend the endpoint refuses must not erase that an earlier copy arrived: without its
+          // ledger row, the next run or backfill reading it would send it again.
+          const before = await lookup(tx, destination.key, batch.items);
+          delivered = new Set([...before.values()].filter((e) => e.status === 'sent').map((e) => e.key));
+        }
         batchId = await createBatch(tx, { runId, job: job.name, destination: destination.key, origin: options.resendSince ? 'resend' : 'source', size: batch.items.length });
         const won = options.resendSince
           ? await claimForResend(tx, destination.key, job.name, batchId, batch.items, options.resendSince)
@@ -141,7 +148,7 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
       db.transaction(async (tx) => {
         if (batchId) {
           await finishBatch(tx, batchId, destination.key, exceptions);
-          await release(tx, destination.key, batchId, refused);
+          await release(tx, destination.key, batchId, refused.filter((item) => !delivered.has(keyOf(item))));
           await recordRejects(tx, job.name, runId, refusedRejects);
         }
         const moveTo = options.advanceWatermark ? frontier.peek(seq, batch.highCursor) : undefined;
