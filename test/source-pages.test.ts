@@ -111,3 +111,26 @@ async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   for await (const item of iterable) out.push(item);
   return out;
 }
+
+test('the window parameters are timestamptz: arithmetic on them works, and a date cursor is read as its midnight', async (t) => {
+  const { source } = await withSource(
+    t,
+    `create table events_src (id text, at timestamptz, visitor text, day date);
+     insert into events_src values
+       ('before', '2026-03-01 10:00:00+00', 'v', '2026-03-01'),
+       ('inside', '2026-03-02 10:00:00+00', 'v', '2026-03-02'),
+       ('after',  '2026-03-03 10:00:00+00', 'v', '2026-03-03')`,
+  );
+  const window = { start: '2026-03-01T12:00:00.000000Z' as Instant, end: '2026-03-02T12:00:00.000000Z' as Instant };
+  // README: ":window_start and :window_end (timestamptz)". Unknown-typed, `- interval` resolved to
+  // interval - interval and PostgreSQL refused the query.
+  const widened: Mapping = { ...mapping, sql: `${mapping.sql.replace('at >= :window_start', "at >= :window_start - interval '1 day'")}` };
+  await describeMapping(source, widened, window);
+  const ids = (await collect(readPages(source, widened, window, { pageSize: 1 }))).flat().map((r) => r.conversion_id);
+  t.deepEqual(ids, ['inside'], 'convey still applies the window around the SQL');
+  // A date cursor: 2026-03-01 (midnight) is before the window's start, 2026-03-02 inside it.
+  // Compared as dates, the window became [2026-03-01, 2026-03-02) and returned the wrong day.
+  const byDay: Mapping = { sql: 'select id as conversion_id, at as occurred_at, visitor as visitor_id, day from events_src', file: 'jobs/test.sql', cursor: 'day' };
+  const days = (await collect(readPages(source, byDay, window, { pageSize: 1 }))).flat().map((r) => r.conversion_id);
+  t.deepEqual(days, ['inside']);
+});

@@ -21,7 +21,16 @@ export class UnknownParameterError extends Error {
 const IDENT_START = /[A-Za-z_]/;
 const IDENT = /[A-Za-z0-9_]/;
 
-export function bindNamed(sql: string, params: Readonly<Record<string, unknown>>): BoundQuery {
+/**
+ * `types` gives a parameter a type (`$1::timestamptz`): an untyped parameter takes its type from
+ * where it stands, so `:window_start - interval '1 day'` would be read as an interval and a
+ * `date` or text cursor would compare the window's bounds as a date or as text.
+ */
+export function bindNamed(
+  sql: string,
+  params: Readonly<Record<string, unknown>>,
+  types: Readonly<Record<string, string>> = {},
+): BoundQuery {
   const names: string[] = [];
   const values: unknown[] = [];
   let text = '';
@@ -98,7 +107,8 @@ export function bindNamed(sql: string, params: Readonly<Record<string, unknown>>
           values.push(params[name]);
           index = names.length - 1;
         }
-        text += `$${index + 1}`;
+        const type = Object.prototype.hasOwnProperty.call(types, name) ? types[name] : undefined;
+        text += type ? `$${index + 1}::${type}` : `$${index + 1}`;
         i = j;
         continue;
       }

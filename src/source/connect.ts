@@ -24,8 +24,8 @@ const sourceTypes = {
 /** A SQL source, reached through knex. Only `raw` queries with bound parameters are run. */
 export interface Source {
   name: string;
-  /** Runs SQL with named parameters written `:name`, bound (never spliced). */
-  query(sql: string, params: Record<string, unknown>): Promise<{ rows: SourceRow[]; columns: string[] }>;
+  /** Runs SQL with named parameters written `:name`, bound (never spliced); `types` casts some of them. */
+  query(sql: string, params: Record<string, unknown>, types?: Readonly<Record<string, string>>): Promise<{ rows: SourceRow[]; columns: string[] }>;
   close(): Promise<void>;
 }
 
@@ -69,8 +69,8 @@ export async function openSource(config: SourceConfig, command: string): Promise
   });
   return {
     name: config.name,
-    async query(sql, params) {
-      const bound = bindNamed(sql, params);
+    async query(sql, params, types) {
+      const bound = bindNamed(sql, params, types);
       type Result = { rows: SourceRow[]; fields: Array<{ name: string }> };
       let connection: pg.Client | undefined;
       try {

@@ -39,6 +39,15 @@ const inWindow = (cursor: string): string => `where ${q(cursor)} >= :window_star
 export const MAPPING_PARAMETERS = ['window_start', 'window_end'] as const;
 
 /**
+ * The window's bounds and the keyset's cursor are bound as timestamptz, the type the README
+ * promises: `:window_start - interval '1 day'` then works, and a `date` or `timestamp` cursor is
+ * compared as the instant convey reads it as (a date is its midnight UTC, time/instant.ts) rather
+ * than the bound being cut down to a date. A text cursor is refused by PostgreSQL instead of
+ * being compared as text. Comparisons across date/timestamp/timestamptz can still use an index.
+ */
+const PARAMETER_TYPES = { window_start: 'timestamptz', window_end: 'timestamptz', convey_after_cursor: 'timestamptz' } as const;
+
+/**
  * Runs the mapping for zero rows to learn its columns, and checks them before anything is read:
  * required columns, the cursor, and no unknown column (a misspelt `revenue` must not silently
  * send no revenue). Columns starting with `_` are ignored on purpose (for notes and debugging).
@@ -55,7 +64,7 @@ export async function describeMapping(source: Source, mapping: Mapping, window: 
   const { columns } = await source.query(wrapped(mapping, inWindow(mapping.cursor), 'limit 0'), {
     window_start: window.start,
     window_end: window.end,
-  }).catch((error: unknown) => {
+  }, PARAMETER_TYPES).catch((error: unknown) => {
     throw mappingError(mapping, error);
   });
   const set = new Set(columns);
@@ -128,6 +137,7 @@ export async function* readPages(
         ...(after ? { convey_after_cursor: after.cursor, convey_after_id: after.id } : {}),
         ...(options.conversionIds ? { convey_ids: options.conversionIds } : {}),
       },
+      PARAMETER_TYPES,
     ).catch((error: unknown) => {
       throw mappingError(mapping, error);
     });
@@ -167,6 +177,7 @@ export async function incompleteRows(source: Source, mapping: Mapping, window: W
   const { rows } = await source.query(
     wrapped(mapping, `where (${c} >= :window_start and ${c} < :window_end and conversion_id is null) or ${c} is null`, 'limit :convey_limit'),
     { window_start: window.start, window_end: window.end, convey_limit: limit },
+    PARAMETER_TYPES,
   ).catch((error: unknown) => {
     throw mappingError(mapping, error);
   });
@@ -178,6 +189,6 @@ export async function countWindow(source: Source, mapping: Mapping, window: Wind
   const { rows } = await source.query(wrapped(mapping, inWindow(mapping.cursor), '', 'count(*)::text as n'), {
     window_start: window.start,
     window_end: window.end,
-  });
+  }, PARAMETER_TYPES);
   return Number((rows[0] as { n: string }).n);
 }
