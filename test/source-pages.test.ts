@@ -134,3 +134,14 @@ test('the window parameters are timestamptz: arithmetic on them works, and a dat
   const days = (await collect(readPages(source, byDay, window, { pageSize: 1 }))).flat().map((r) => r.conversion_id);
   t.deepEqual(days, ['inside']);
 });
+
+test('a job whose SQL ends with a semicolon and a comment after it is read', async (t) => {
+  const { source } = await withSource(t, SETUP);
+  const window = { start: '2026-03-01T00:00:00.000000Z' as Instant, end: '2026-03-01T00:00:00.000003Z' as Instant };
+  for (const tail of [';\n-- refunds are a separate job\n', '; -- end', ';\n/* note; with a semicolon */', ' ; ; \n']) {
+    const ended: Mapping = { ...mapping, sql: `${mapping.sql}${tail}` };
+    await describeMapping(source, ended, window);
+    const ids = (await collect(readPages(source, ended, window, { pageSize: 10 }))).flat().map((r) => r.conversion_id);
+    t.deepEqual(ids, ['a', 'b'], JSON.stringify(tail));
+  }
+});

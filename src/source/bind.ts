@@ -39,55 +39,11 @@ export function bindNamed(
   while (i < n) {
     const ch = sql[i]!;
     const next = sql[i + 1];
-    // -- line comment
-    if (ch === '-' && next === '-') {
-      const end = sql.indexOf('\n', i);
-      const stop = end === -1 ? n : end;
-      text += sql.slice(i, stop);
-      i = stop;
+    const quoted = quotedEnd(sql, i);
+    if (quoted) {
+      text += sql.slice(i, quoted.end);
+      i = quoted.end;
       continue;
-    }
-    // /* block comment */, nested as PostgreSQL allows
-    if (ch === '/' && next === '*') {
-      let depth = 1;
-      let j = i + 2;
-      while (j < n && depth > 0) {
-        if (sql[j] === '/' && sql[j + 1] === '*') {
-          depth++;
-          j += 2;
-        } else if (sql[j] === '*' && sql[j + 1] === '/') {
-          depth--;
-          j += 2;
-        } else j++;
-      }
-      text += sql.slice(i, j);
-      i = j;
-      continue;
-    }
-    // 'string' ('' escapes; E'..' also \ escapes) and "identifier" ("" escapes)
-    if (ch === "'" || ch === '"') {
-      const backslashes = ch === "'" && i > 0 && /[eE]/.test(sql[i - 1]!) && !IDENT.test(sql[i - 2] ?? ' ');
-      let j = i + 1;
-      while (j < n) {
-        if (backslashes && sql[j] === '\\') j += 2;
-        else if (sql[j] === ch && sql[j + 1] === ch) j += 2;
-        else if (sql[j] === ch) break;
-        else j++;
-      }
-      text += sql.slice(i, j + 1);
-      i = j + 1;
-      continue;
-    }
-    // $tag$ dollar-quoted body $tag$
-    if (ch === '$' && !IDENT.test(sql[i - 1] ?? ' ')) {
-      const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i));
-      if (tag) {
-        const end = sql.indexOf(tag[0], i + tag[0].length);
-        const stop = end === -1 ? n : end + tag[0].length;
-        text += sql.slice(i, stop);
-        i = stop;
-        continue;
-      }
     }
     if (ch === ':') {
       // ::cast
@@ -117,4 +73,76 @@ export function bindNamed(
     i++;
   }
   return { text, values, names };
+}
+
+/**
+ * Where a comment, a 'string', a "quoted name" or a $tag$ body starting at `i` ends (exclusive),
+ * read the way PostgreSQL reads them; undefined when none starts there.
+ */
+function quotedEnd(sql: string, i: number): { end: number; comment: boolean } | undefined {
+  const n = sql.length;
+  const ch = sql[i]!;
+  const next = sql[i + 1];
+  // -- line comment
+  if (ch === '-' && next === '-') {
+    const end = sql.indexOf('\n', i);
+    return { end: end === -1 ? n : end, comment: true };
+  }
+  // /* block comment */, nested as PostgreSQL allows
+  if (ch === '/' && next === '*') {
+    let depth = 1;
+    let j = i + 2;
+    while (j < n && depth > 0) {
+      if (sql[j] === '/' && sql[j + 1] === '*') {
+        depth++;
+        j += 2;
+      } else if (sql[j] === '*' && sql[j + 1] === '/') {
+        depth--;
+        j += 2;
+      } else j++;
+    }
+    return { end: j, comment: true };
+  }
+  // 'string' ('' escapes; E'..' also \ escapes) and "identifier" ("" escapes)
+  if (ch === "'" || ch === '"') {
+    const backslashes = ch === "'" && i > 0 && /[eE]/.test(sql[i - 1]!) && !IDENT.test(sql[i - 2] ?? ' ');
+    let j = i + 1;
+    while (j < n) {
+      if (backslashes && sql[j] === '\\') j += 2;
+      else if (sql[j] === ch && sql[j + 1] === ch) j += 2;
+      else if (sql[j] === ch) break;
+      else j++;
+    }
+    return { end: Math.min(j + 1, n), comment: false };
+  }
+  // $tag$ dollar-quoted body $tag$
+  if (ch === '$' && !IDENT.test(sql[i - 1] ?? ' ')) {
+    const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i));
+    if (tag) {
+      const end = sql.indexOf(tag[0], i + tag[0].length);
+      return { end: end === -1 ? n : end + tag[0].length, comment: false };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The statement without what follows its last token: semicolons, comments and white space. convey
+ * puts the job's SQL inside parentheses, where a `;` ends the statement early; a file ending in
+ * `;` and a comment after it (`-- refunds are another job`) was a syntax error.
+ */
+export function statementBody(sql: string): string {
+  let last = 0;
+  let i = 0;
+  while (i < sql.length) {
+    const quoted = quotedEnd(sql, i);
+    if (quoted) {
+      if (!quoted.comment) last = quoted.end;
+      i = quoted.end;
+      continue;
+    }
+    if (sql[i] !== ';' && !/\s/u.test(sql[i]!)) last = i + 1;
+    i++;
+  }
+  return sql.slice(0, last);
 }

@@ -2,7 +2,7 @@ import { CANONICAL_COLUMNS, REQUIRED_COLUMNS } from '../check/conversion.ts';
 import { didYouMean } from '../config/did-you-mean.ts';
 import { ConveyError } from '../errors.ts';
 import { parseInstant, type Instant } from '../time/instant.ts';
-import { bindNamed, UnknownParameterError } from './bind.ts';
+import { bindNamed, statementBody, UnknownParameterError } from './bind.ts';
 import type { Source, SourceRow } from './connect.ts';
 
 export interface Window {
@@ -23,10 +23,10 @@ export interface Mapping {
 /**
  * The job's SQL is wrapped, never edited: convey adds the window, the keyset condition, the order
  * and the page size around it, as bound parameters. A trailing semicolon would end the statement
- * inside the parentheses, so it is dropped.
+ * inside the parentheses, so it is dropped, with any comment after it (bind.ts reads the SQL).
  */
 function wrapped(mapping: Mapping, clauses: string, tail: string, select = '*'): string {
-  const body = mapping.sql.replace(/[\s;]+$/u, '');
+  const body = statementBody(mapping.sql);
   return `select ${select} from (\n${body}\n) as convey_mapping\n${clauses}\n${tail}`;
 }
 
