@@ -224,3 +224,25 @@ test('an unreachable state store exits 4 and an unreachable source exits 3, each
     t.is(receiver.stats().requests, 0);
   });
 });
+
+test('a tag or attribute number JSON cannot carry exactly is rejected with its reason, not sent altered', async (t) => {
+  const project = await projectWithRows(t, rows(3));
+  // A snowflake order id (bigint, above 2^53) put into tags: JSON.parse made 1234567890123456789
+  // into 1234567890123456800 and the Event API got a different order id, without a word.
+  const sql = `select id as conversion_id, at as occurred_at, visitor as visitor_id, event_id,
+                      case id when 'c0001' then jsonb_build_object('order_id', 1234567890123456789::bigint)
+                              when 'c0002' then jsonb_build_object('order_id', 42) end as tags,
+                      case id when 'c0003' then json_build_array(json_build_object('entity_id', 12345678901234567890::numeric, 'key', 'plan', 'value', 'gold')) end as attributes
+                 from conversions where at >= :window_start and at < :window_end`;
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', sql, eventsJob(receiver));
+    const run = await project.cli(['run', 'orders', '--json']);
+    t.is(run.code, 0, run.stderr);
+    t.like(run.json<SummaryJson>(), { read: 3, sent: 1, rejected: 2 });
+    const rejects = (await project.db.stateSql(`select conversion_id, reason_code, reason from convey.rejects order by conversion_id`)).rows as Array<{ conversion_id: string; reason_code: string; reason: string }>;
+    t.deepEqual(rejects.map((r) => [r.conversion_id, r.reason_code]), [['c0001', 'bad_tags'], ['c0003', 'bad_attributes']]);
+    t.regex(rejects[0]!.reason, /tags\.order_id 1234567890123456800 .*::text/);
+    const sent = receiver.accepted()[0]!.raw as { visitor: { snapshots: Array<{ events: Array<{ tags: unknown }> }> } };
+    t.deepEqual(sent.visitor.snapshots[0]!.events[0]!.tags, { order_id: 42 });
+  });
+});

@@ -228,6 +228,17 @@ function attributes(value: unknown): Attribute[] {
   return memo('attributes', value, () => parseAttributes(value));
 }
 
+/**
+ * JSON.parse reads every number as a double: an integer past 2^53 (a bigint order id put into
+ * tags with jsonb_build_object) comes back with other digits, and 1e999 as Infinity, which
+ * JSON.stringify writes as null. Such a number is refused, with the fix, rather than sent changed.
+ */
+function inexactNumber(v: unknown): boolean {
+  return typeof v === 'number' && (!Number.isFinite(v) || (Number.isInteger(v) && !Number.isSafeInteger(v)));
+}
+
+const AS_TEXT = 'is a number too large to send exactly; cast it to text in the SQL (::text)';
+
 function parseAttributes(value: unknown): Attribute[] {
   const list = jsonValue(value, 'attributes');
   if (!Array.isArray(list)) {
@@ -235,7 +246,7 @@ function parseAttributes(value: unknown): Attribute[] {
   }
   return list.map((item: unknown, i) => {
     const a = item as Record<string, unknown> | null;
-    const entityId = a && (typeof a.entity_id === 'number' ? String(a.entity_id) : a.entity_id);
+    const entityId = a && (typeof a.entity_id === 'number' && Number.isSafeInteger(a.entity_id) ? String(a.entity_id) : a.entity_id);
     const v = a?.value;
     if (!a || typeof entityId !== 'string' || !DIGITS.test(entityId) || typeof a.key !== 'string' || a.key === '') {
       throw new RowError('bad_attributes', `attributes[${i}] needs "entity_id" (digits) and "key" (text)`);
@@ -243,6 +254,7 @@ function parseAttributes(value: unknown): Attribute[] {
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
       throw new RowError('bad_attributes', `attributes[${i}].value must be text, a number or true/false`);
     }
+    if (inexactNumber(v)) throw new RowError('bad_attributes', `attributes[${i}].value ${String(v)} ${AS_TEXT}`);
     return { type: typeof a.type === 'string' ? a.type : 'custom', entityId, key: a.key, value: v };
   });
 }
@@ -261,6 +273,7 @@ function parseScalarObject(value: unknown, column: string): Record<string, strin
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
       throw new RowError(`bad_${column}`, `${column}.${k} must be text, a number or true/false`);
     }
+    if (inexactNumber(v)) throw new RowError(`bad_${column}`, `${column}.${k} ${String(v)} ${AS_TEXT}`);
   }
   return parsed as Record<string, string | number | boolean>;
 }
