@@ -145,3 +145,16 @@ test('a job whose SQL ends with a semicolon and a comment after it is read', asy
     t.deepEqual(ids, ['a', 'b'], JSON.stringify(tail));
   }
 });
+
+test('a source whose DateStyle is not ISO still gives timestamps convey reads', async (t) => {
+  // A warehouse set up for European users (ALTER DATABASE … SET datestyle = 'SQL, DMY') printed
+  // "01/03/2026 00:00:00.000001 UTC": every row was rejected as bad_occurred_at, then the run
+  // stopped with "the cursor column … is not a timestamp". (Set before the source's first
+  // connection, which reads it; the embedded PGlite has one session, started earlier.)
+  const { source } = await withSource(t, `${SETUP};
+    do $$ begin execute format('alter database %I set datestyle = %L', current_database(), 'SQL, DMY'); end $$`);
+  const window = { start: '2026-03-01T00:00:00.000000Z' as Instant, end: '2026-03-01T00:00:00.000004Z' as Instant };
+  const pages = await collect(readPages(source, mapping, window, { pageSize: 2 }));
+  t.deepEqual(pages.flat().map((r) => r.conversion_id), ['a', 'b', 's1', 's2', 's3', 's4', 's5', 's6', 's7']);
+  t.is(pages[0]![0]!.occurred_at, '2026-03-01 00:00:00.000001+00');
+});

@@ -57,12 +57,14 @@ export async function openSource(config: SourceConfig, command: string): Promise
       min: 0,
       max: embedded ? 1 : (config.poolMax ?? 2),
       // Timestamps then come back as `…+00`, which is read without any date arithmetic
-      // (time/instant.ts). Redshift accepts the same statement.
+      // (time/instant.ts). The output style is set too: a database or role set to
+      // `datestyle = 'SQL, DMY'` printed `01/03/2026 10:00:00 UTC`, which no row check reads.
+      // Redshift accepts the same statements.
       afterCreate: (connection: pg.Client, done: (error: Error | null, connection: pg.Client) => void) => {
         // An idle connection the server drops emits 'error'; unheard, it would end the process.
         // The next query on it fails and is reported as a SOURCE_ERROR instead.
         connection.on('error', () => undefined);
-        connection.query("set time zone 'UTC'").then(() => done(null, connection), (error: Error) => done(error, connection));
+        connection.query("set time zone 'UTC'; set datestyle to 'ISO'").then(() => done(null, connection), (error: Error) => done(error, connection));
       },
     },
     log: quietKnex,
