@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { CONVERSIONS_SQL, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
+import { CONVERSIONS_SQL, classicJob, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
 import { createTestProject } from './helpers/project.ts';
 
 test('a first run sends every conversion in the window once, and a rerun sends nothing', async (t) => {
@@ -244,5 +244,23 @@ test('a tag or attribute number JSON cannot carry exactly is rejected with its r
     t.regex(rejects[0]!.reason, /tags\.order_id 1234567890123456800 .*::text/);
     const sent = receiver.accepted()[0]!.raw as { visitor: { snapshots: Array<{ events: Array<{ tags: unknown }> }> } };
     t.deepEqual(sent.visitor.snapshots[0]!.events[0]!.tags, { order_id: 42 });
+  });
+});
+
+test('a segment value holding half of a UTF-16 pair is a reject, not a crash of the classic run', async (t) => {
+  const project = await projectWithRows(t, rows(3));
+  // JSON written by a browser that cut a string inside an emoji: "\\ud83d" alone. encodeURIComponent
+  // threw URIError while encoding the classic URL, and the whole run ended as a bug (exit 70).
+  const sql = `select id as conversion_id, at as occurred_at, visitor as visitor_id, event_key, experiments,
+                      case id when 'c0002' then '{"5": "gold \\ud83d"}' when 'c0003' then '{"5": "gold \\ud83d\\ude00"}' end as segments
+                 from conversions where at >= :window_start and at < :window_end`;
+  await withReceiver({ protocol: 'classic' }, async (receiver) => {
+    project.writeJob('orders', sql, classicJob(receiver));
+    const run = await project.cli(['run', 'orders', '--json']);
+    t.is(run.code, 0, run.stderr);
+    t.like(run.json<SummaryJson>(), { read: 3, sent: 2, rejected: 1 });
+    const rejects = (await project.db.stateSql(`select conversion_id, reason_code from convey.rejects`)).rows;
+    t.deepEqual(rejects, [{ conversion_id: 'c0002', reason_code: 'bad_segments' }]);
+    t.true(receiver.accepted().some((a) => a.visitorId === 'v3'), 'a whole emoji is sent');
   });
 });

@@ -20,6 +20,8 @@ const DIGITS = /^[0-9]+$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const MAX_ID_LENGTH = 512;
+/** With the u flag a whole pair is one code point, so this finds only halves standing alone. */
+const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /**
  * Turns one source row into a Conversion, or says exactly why it cannot be sent. Never throws for
@@ -218,6 +220,11 @@ function parseSegments(value: unknown): Array<[string, string]> {
     if (!DIGITS.test(id)) throw new RowError('bad_segments', `segment id ${truncate(JSON.stringify(id))} must be digits only`);
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
       throw new RowError('bad_segments', `segment ${id} must have a text value`);
+    }
+    // JSON may spell half of a UTF-16 pair ("\ud83d", a string cut inside an emoji); such text
+    // has no UTF-8 form, and encoding the classic URL threw, ending the whole run as a bug.
+    if (typeof v === 'string' && LONE_SURROGATE.test(v)) {
+      throw new RowError('bad_segments', `segment ${id} value ${truncate(JSON.stringify(v))} holds half of a UTF-16 surrogate pair (text cut inside a character); fix or drop the character`);
     }
     return [id, String(v)];
   });
