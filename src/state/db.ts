@@ -64,10 +64,12 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
     max: options.singleConnection ? 1 : (options.max ?? 6),
     // The single embedded connection carries the advisory locks: it must never be closed as idle.
     idleTimeoutMillis: options.singleConnection ? 0 : 10_000,
-    // UTC output reads fastest (time/instant.ts). Awaited before the pool hands the client out:
-    // leaving it to pg's query queue prints a deprecation warning in pg 8 and breaks in pg 9.
+    // UTC output in ISO style reads fastest (time/instant.ts); a database set to another
+    // DateStyle gave watermarks no check could read, so every run started again from `start`.
+    // Awaited before the pool hands the client out: leaving it to pg's query queue prints a
+    // deprecation warning in pg 8 and breaks in pg 9.
     onConnect: async (client) => {
-      await client.query("set time zone 'UTC'");
+      await client.query("set time zone 'UTC'; set datestyle to 'ISO'");
     },
   });
   // An idle client that loses its connection emits here; without a listener it would crash the process.
