@@ -1,9 +1,18 @@
+import { ConveyError } from '../../errors.ts';
 import { parseInstant, type Instant } from '../../time/instant.ts';
 import type { Queryable } from '../db.ts';
 
 export async function readWatermark(q: Queryable, job: string): Promise<Instant | undefined> {
   const { rows } = await q.query<{ value: string }>('select value from convey.watermarks where job = $1', [job]);
-  return rows[0] ? parseInstant(rows[0].value) : undefined;
+  if (!rows[0]) return undefined;
+  const value = parseInstant(rows[0].value);
+  // Never read as "no watermark": the run would quietly start again from the job's start.
+  if (!value) {
+    throw new ConveyError('STATE_ERROR', `the watermark of job "${job}" reads ${JSON.stringify(rows[0].value)}, which is not a timestamp`, {
+      hint: 'convey sets DateStyle ISO and TimeZone UTC on each state connection; a pooler in transaction mode (PgBouncer) can lose them: connect directly or in session mode.',
+    });
+  }
+  return value;
 }
 
 /**
