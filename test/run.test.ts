@@ -153,6 +153,22 @@ test('a state store and source whose DateStyle is not ISO: the next run starts f
   });
 });
 
+test('a JSON null in an optional JSON column means none, as SQL NULL does', async (t) => {
+  const project = await projectWithRows(t, rows(2));
+  // What an ORM stores for "none" in a jsonb column by default; every such row was a reject.
+  const sql = `select id as conversion_id, at as occurred_at, visitor as visitor_id, event_id, event_key,
+                      case id when 'c0001' then 'null'::jsonb else experiments::jsonb end as experiments,
+                      'null'::jsonb as tags, 'null'::jsonb as attributes
+                 from conversions where at >= :window_start and at < :window_end`;
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', sql, eventsJob(receiver));
+    const run = await project.cli(['run', 'orders', '--json']);
+    t.is(run.code, 0, run.stderr);
+    t.like(run.json<SummaryJson>(), { read: 2, sent: 2, rejected: 0 });
+    t.is(receiver.stats().unique, 2);
+  });
+});
+
 test('a dry run sends nothing, records nothing, and prints each request it would send as NDJSON', async (t) => {
   const project = await projectWithRows(t, rows(30));
 

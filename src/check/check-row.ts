@@ -134,8 +134,16 @@ function finiteNumber(value: unknown, column: string): number | undefined {
 }
 
 /** Parses a json/jsonb/text column holding JSON; objects keep their written key order. */
+/**
+ * SQL NULL, or a JSON null: what ORMs such as SQLAlchemy store in a JSON column for "none" by
+ * default. Either way the column says nothing, rather than rejecting every such row.
+ */
+function isNone(value: unknown): boolean {
+  return value === null || value === undefined || (typeof value === 'string' && value.trim() === 'null');
+}
+
 function jsonEntries(value: unknown, column: string): Array<[string, unknown]> | undefined {
-  if (value === null || value === undefined) return undefined;
+  if (isNone(value)) return undefined;
   if (typeof value === 'string') {
     const entries = orderedEntries(value);
     if (!entries) throw new RowError(`bad_${column}`, `${column} must be a JSON object, got ${truncate(value)}`);
@@ -210,7 +218,7 @@ function experiment(experimentId: string, variation: unknown): Experiment {
 }
 
 function segments(value: unknown): Array<[string, string]> {
-  if (value === null || value === undefined) return [];
+  if (isNone(value)) return [];
   return memo('segments', value, () => parseSegments(value));
 }
 
@@ -231,7 +239,7 @@ function parseSegments(value: unknown): Array<[string, string]> {
 }
 
 function attributes(value: unknown): Attribute[] {
-  if (value === null || value === undefined) return [];
+  if (isNone(value)) return [];
   return memo('attributes', value, () => parseAttributes(value));
 }
 
@@ -267,7 +275,7 @@ function parseAttributes(value: unknown): Attribute[] {
 }
 
 function scalarObject(value: unknown, column: string): Record<string, string | number | boolean> | undefined {
-  if (value === null || value === undefined) return undefined;
+  if (isNone(value)) return undefined;
   return memo(column, value, () => parseScalarObject(value, column));
 }
 
