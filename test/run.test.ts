@@ -169,6 +169,27 @@ test('a JSON null in an optional JSON column means none, as SQL NULL does', asyn
   });
 });
 
+test('a row read again without a conversion_id adds to its open reject, not a copy each run', async (t) => {
+  const project = await projectWithRows(t, rows(2));
+  await project.db.sourceSql(`insert into conversions (id, at, visitor) values (null, '2026-03-02T00:00:00Z', 'vx'), (null, null, 'vy'), ('nocursor1', null, 'vz')`);
+  // No window in the SQL: rows without a cursor belong to no window and are read by every run.
+  const sql = 'select id as conversion_id, at as occurred_at, visitor as visitor_id, event_id, event_key, revenue as revenue_cents, experiments from conversions';
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', sql, eventsJob(receiver));
+    t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { read: 5, sent: 2, rejected: 3 });
+    await project.db.stateSql(`delete from convey.watermarks`);
+    t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { read: 5, alreadySent: 2, rejected: 3 });
+    const { rows: open } = await project.db.stateSql(
+      `select conversion_id, reason_code, row->>'visitor_id' as visitor, times_seen from convey.rejects where resolved_at is null order by visitor`,
+    );
+    t.deepEqual(open, [
+      { conversion_id: null, reason_code: 'missing_conversion_id', visitor: 'vx', times_seen: 2 },
+      { conversion_id: null, reason_code: 'missing_cursor', visitor: 'vy', times_seen: 2 },
+      { conversion_id: 'nocursor1', reason_code: 'missing_cursor', visitor: 'vz', times_seen: 2 },
+    ]);
+  });
+});
+
 test('a dry run sends nothing, records nothing, and prints each request it would send as NDJSON', async (t) => {
   const project = await projectWithRows(t, rows(30));
 

@@ -26,42 +26,72 @@ export interface RejectRecord {
  * A row rejected again (a later run re-reads it) updates the open reject instead of adding one.
  * Rows that share a conversion_id and a reason within one call (a key repeated in the window,
  * malformed alike) become one reject seen that many times: PostgreSQL refuses an upsert that
- * touches the same row twice, and the run would fail on every retry.
+ * touches the same row twice, and the run would fail on every retry. Rows without a
+ * conversion_id are matched by their content: a row with no cursor is read by every run, and
+ * would otherwise add a copy of its reject each night.
  */
 export async function recordRejects(tx: Queryable, job: string, runId: number, rejects: readonly RejectInput[]): Promise<void> {
   if (rejects.length === 0) return;
-  const merged = new Map<string, { reject: RejectInput; seen: number }>();
-  const unkeyed: Array<{ reject: RejectInput; seen: number }> = [];
+  const keyed = new Map<string, Merged>();
+  const unkeyed = new Map<string, Merged>();
   for (const reject of rejects) {
-    if (reject.conversionId === undefined) {
-      unkeyed.push({ reject, seen: 1 });
-      continue;
-    }
-    const key = `${reject.reasonCode}\u0000${reject.conversionId}`;
-    const entry = merged.get(key);
+    const [groups, key] =
+      reject.conversionId === undefined
+        ? [unkeyed, `${reject.reasonCode}\u0000${JSON.stringify(reject.row)}`]
+        : [keyed, `${reject.reasonCode}\u0000${reject.conversionId}`];
+    const entry = groups.get(key);
     if (entry) entry.seen++;
-    else merged.set(key, { reject, seen: 1 });
+    else groups.set(key, { reject, seen: 1 });
   }
-  const all = [...merged.values(), ...unkeyed];
-  await tx.query(
-    `insert into convey.rejects (job, run_id, conversion_id, cursor_value, reason_code, reason, row, times_seen)
-     select $1, $2, t.conversion_id, t.cursor_value, t.reason_code, t.reason, t.row, t.seen
-       from unnest($3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::jsonb[], $8::int[])
-            as t(conversion_id, cursor_value, reason_code, reason, row, seen)
-     on conflict (job, conversion_id, reason_code) where resolved_at is null and conversion_id is not null
-     do update set run_id = excluded.run_id, reason = excluded.reason, row = excluded.row, cursor_value = excluded.cursor_value,
-                   times_seen = convey.rejects.times_seen + excluded.times_seen, last_seen_at = now()`,
-    [
-      job,
-      runId,
-      all.map(({ reject }) => reject.conversionId ?? null),
-      all.map(({ reject }) => reject.cursor ?? null),
-      all.map(({ reject }) => reject.reasonCode),
-      all.map(({ reject }) => reject.reason),
-      all.map(({ reject }) => JSON.stringify(reject.row)),
-      all.map(({ seen }) => seen),
-    ],
-  );
+  if (keyed.size) {
+    const list = [...keyed.values()];
+    await tx.query(
+      `insert into convey.rejects (job, run_id, conversion_id, cursor_value, reason_code, reason, row, times_seen)
+       select $1, $2, t.conversion_id, t.cursor_value, t.reason_code, t.reason, t.row, t.seen
+         from unnest($3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::jsonb[], $8::int[])
+              as t(conversion_id, cursor_value, reason_code, reason, row, seen)
+       on conflict (job, conversion_id, reason_code) where resolved_at is null and conversion_id is not null
+       do update set run_id = excluded.run_id, reason = excluded.reason, row = excluded.row, cursor_value = excluded.cursor_value,
+                     times_seen = convey.rejects.times_seen + excluded.times_seen, last_seen_at = now()`,
+      [job, runId, list.map(({ reject }) => reject.conversionId), ...columns(list)],
+    );
+  }
+  if (unkeyed.size) {
+    const list = [...unkeyed.values()];
+    await tx.query(
+      `with input as (
+         select * from unnest($3::timestamptz[], $4::text[], $5::text[], $6::jsonb[], $7::int[])
+                    as t(cursor_value, reason_code, reason, row, seen)
+       ), seen_again as (
+         update convey.rejects r
+            set run_id = $2, reason = i.reason, times_seen = r.times_seen + i.seen, last_seen_at = now()
+           from input i
+          where r.job = $1 and r.resolved_at is null and r.conversion_id is null
+            and r.reason_code = i.reason_code and r.row = i.row
+         returning r.reason_code, r.row
+       )
+       insert into convey.rejects (job, run_id, conversion_id, cursor_value, reason_code, reason, row, times_seen)
+       select $1, $2, null, i.cursor_value, i.reason_code, i.reason, i.row, i.seen
+         from input i
+        where not exists (select 1 from seen_again s where s.reason_code = i.reason_code and s.row = i.row)`,
+      [job, runId, ...columns(list)],
+    );
+  }
+}
+
+interface Merged {
+  reject: RejectInput;
+  seen: number;
+}
+
+function columns(list: readonly Merged[]): unknown[] {
+  return [
+    list.map(({ reject }) => reject.cursor ?? null),
+    list.map(({ reject }) => reject.reasonCode),
+    list.map(({ reject }) => reject.reason),
+    list.map(({ reject }) => JSON.stringify(reject.row)),
+    list.map(({ seen }) => seen),
+  ];
 }
 
 export async function listOpenRejects(q: Queryable, job: string, options: { reasonCode?: string; limit: number }): Promise<RejectRecord[]> {
