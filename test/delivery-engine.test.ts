@@ -190,6 +190,20 @@ test.serial('a stall past headersMs is retried, and fails after maxAttempts with
   t.like(engine.stats(), { timeouts: 3, failed: 1, delivered: 1 });
 });
 
+test.serial('a redirect is not a delivery: the conversion fails (kept for the next run), not recorded sent', async (t) => {
+  // Optimizely never redirects; a 3xx comes from a wrong endpoint (http → https, a moved host, a
+  // proxy's login page). Nothing was processed, so counting it delivered would lose it silently.
+  const server = await startServer((_req, res) => reply(res, 301, '', { location: 'https://logx.example.com/v1/events' }));
+  const engine = engineFor({ retry: { maxAttempts: 3, baseDelayMs: 1 } });
+  const result = await engine.send(post(server.url));
+  await engine.close();
+  await server.close();
+  t.like(result, { kind: 'failed', status: 301, attempts: 1 });
+  t.regex((result as { error: string }).error, /301.*https:\/\/logx\.example\.com\/v1\/events/);
+  t.is(server.arrivals.length, 1, 'not retried: the same request gets the same redirect');
+  t.like(engine.stats(), { delivered: 0, failed: 1 });
+});
+
 test.serial('a 400 is refused with the body and not retried', async (t) => {
   const server = await startServer((_req, res) => reply(res, 400, '{"error":"visitors[0].snapshots is required"}'));
   const engine = engineFor();

@@ -7,7 +7,8 @@ import type { HttpResponse } from './http-client.ts';
  *
  * | outcome                                   | decision                                        |
  * |-------------------------------------------|-------------------------------------------------|
- * | 1xx–3xx                                   | delivered (3xx is not followed; Optimizely never redirects) |
+ * | 1xx–2xx                                   | delivered                                       |
+ * | 3xx                                       | failed at once: not followed (Optimizely never redirects, so a redirect means a wrong endpoint and nothing was processed); the next run sends it again |
  * | 429 or 503 with a usable Retry-After      | "throttled": pause the whole destination for Retry-After (capped at maxRetryAfterMs); does NOT use up an attempt, up to maxThrottledAttempts |
  * | 408, 429, 5xx (no usable Retry-After)     | retried with full-jitter backoff; counts as an attempt |
  * | other 4xx                                 | refused with the server's body, never retried   |
@@ -129,8 +130,16 @@ export class RetryPolicy {
       if (cause === 'unexpected') return { action: 'fail', cause, status: undefined, error: message };
       return this.#retryOrFail(cause, undefined, message, undefined, budget);
     }
-    if (status < 400) return { action: 'deliver', status };
+    if (status < 300) return { action: 'deliver', status };
     const response = outcome as HttpResponse;
+    if (status < 400) {
+      // Only the redirect's answer came back, not the endpoint's: recorded failed (kept, sent
+      // again next run), never delivered. Not retried now: the same URL redirects again.
+      const location = response.headers['location'];
+      const to = Array.isArray(location) ? location[0] : location;
+      const error = `HTTP ${status}${to ? ` redirect to ${to}` : ''}: not followed, Optimizely never redirects (check the destination's endpoint)`;
+      return { action: 'fail', cause: 'status', status, error };
+    }
     if (!isRetriedStatus(status)) return { action: 'refuse', status, body: response.body };
     const error = describeStatus(response);
     const retryAfter =
