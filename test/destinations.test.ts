@@ -5,6 +5,7 @@ import type { Conversion } from '../src/check/conversion.ts';
 import type { ClassicDestinationConfig, EventsDestinationConfig } from '../src/config/project.ts';
 import { optimizelyClassic } from '../src/destinations/optimizely-classic.ts';
 import { conversionUuid } from '../src/destinations/idempotency.ts';
+import { createDestination } from '../src/destinations/index.ts';
 import { optimizelyEvents } from '../src/destinations/optimizely-events.ts';
 import { conveyVersion } from '../src/package-root.ts';
 import { validateClassicQuery } from '../src/receiver/validate-classic.ts';
@@ -155,6 +156,20 @@ test('events: the uuid is derived from the idempotency key, so a resend is de-du
   t.is(conversionUuid('k', 'é', '✓ 1'), uuidv5('k\né\n✓ 1', '57d31011-7aca-47ae-b64a-15695262de71'), 'on any text');
   t.not(uuid(a), uuid(other));
   t.not(uuid(a), uuid(otherId));
+});
+
+test('events: the file destination writes the uuid the Event API would be sent, whatever its path', (t) => {
+  // Its ledger key is its own (writing to a file is not sending), but the uuid is what lets
+  // Optimizely drop a second copy: requests piped on from the file and a later real run of the
+  // same conversion must carry the same one.
+  const c = conversion(seedRow);
+  const uuid = (payload: string): string => JSON.parse(payload).snapshots[0].events[0].uuid;
+  const sent = uuid(optimizelyEvents(eventsConfig).encode(c).payload);
+  const filed = createDestination({ type: 'file', path: '/tmp/a/requests.ndjson', protocol: eventsConfig }).destination;
+  const elsewhere = createDestination({ type: 'file', path: '/srv/b/requests.ndjson', protocol: eventsConfig }).destination;
+  t.not(filed.key, optimizelyEvents(eventsConfig).key, 'a ledger of its own');
+  t.is(uuid(filed.encode(c).payload), sent);
+  t.is(uuid(elsewhere.encode(c).payload), sent);
 });
 
 test('events: one visitors[] entry per visitor, and no body over the byte limit', (t) => {

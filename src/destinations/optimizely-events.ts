@@ -15,6 +15,10 @@ const UNSUPPORTED = ['segments'];
  * share one `visitors[]` entry.
  */
 export function optimizelyEvents(config: EventsDestinationConfig, ledgerKey = `optimizely-events:${config.accountId}`): Destination {
+  // The uuid names the conversion at Optimizely, so it is derived from the account, never from the
+  // ledger key: the file destination keeps a ledger of its own, yet what it writes must carry the
+  // uuid a real send carries, or a copy piped on from the file and a later run both count.
+  const uuidKey = `optimizely-events:${config.accountId}`;
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (config.strict) headers['x-optimizely-strict'] = 'true';
   const envelope = JSON.stringify({
@@ -73,7 +77,7 @@ export function optimizelyEvents(config: EventsDestinationConfig, ledgerKey = `o
       const eventId = c.eventId ?? '';
       let event = `{"entity_id":"${eventId}"`;
       if (c.eventKey !== undefined) event += `,"key":${JSON.stringify(c.eventKey)}`;
-      event += `,"timestamp":${toEpochMillis(c.occurredAt)},"uuid":"${conversionUuid(ledgerKey, eventId, c.conversionId)}"`;
+      event += `,"timestamp":${toEpochMillis(c.occurredAt)},"uuid":"${conversionUuid(uuidKey, eventId, c.conversionId)}"`;
       if (c.revenueCents !== undefined) event += `,"revenue":${c.revenueCents}`;
       if (c.value !== undefined) event += `,"value":${JSON.stringify(c.value)}`;
       if (c.quantity !== undefined) event += `,"quantity":${c.quantity}`;
