@@ -34,3 +34,20 @@ test('classic: a refused GET becomes a reject; the rest are sent', async (t) => 
     t.like(summary, { sent: 19, rejected: 1, requests: 20 });
   });
 });
+
+test('a 404 (a wrong endpoint) on a batch is not split: one request, every conversion rejected with the answer', async (t) => {
+  // Halving only helps when some conversions are at fault (400, 413). A wrong path, a missing
+  // permission or a wrong method answers every half the same: splitting a batch of 64 would
+  // cost 127 requests to learn nothing more.
+  const project = await projectWithRows(t, rows(64));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 64, destination: { type: 'optimizely-events', accountId: '1000', endpoint: `${receiver.origin}/v1/event` } }));
+    const summary = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
+    t.like(summary, { read: 64, sent: 0, rejected: 64 });
+    t.is(summary.requests, 1);
+    t.is(receiver.stats().requests, 1);
+    const { rows: rejects } = await project.db.stateSql(`select distinct reason from convey.rejects`);
+    t.is(rejects.length, 1);
+    t.regex(rejects[0].reason, /HTTP 404 .*not found/);
+  });
+});
