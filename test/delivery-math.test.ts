@@ -218,9 +218,13 @@ test('retry table: statuses', (t) => {
   for (const status of [408, 429, 500, 501, 502, 503, 504, 599]) {
     t.is(policy.decide(response(status), fresh).action, 'retry', `${status}`);
   }
-  for (const status of [400, 401, 403, 404, 405, 409, 413, 422]) {
+  for (const status of [400, 413, 422]) {
     const decision = policy.decide(response(status, {}, `{"error":"bad ${status}"}`), fresh);
     t.deepEqual(decision, { action: 'refuse', status, body: `{"error":"bad ${status}"}` }, `${status}`);
+  }
+  // The same answer for every conversion (wrong path, method, credentials): failed, not refused.
+  for (const status of [401, 403, 404, 405, 409]) {
+    t.like(policy.decide(response(status, {}, 'nope'), fresh), { action: 'fail', cause: 'status', status }, `${status}`);
   }
 });
 

@@ -35,19 +35,27 @@ test('classic: a refused GET becomes a reject; the rest are sent', async (t) => 
   });
 });
 
-test('a 404 (a wrong endpoint) on a batch is not split: one request, every conversion rejected with the answer', async (t) => {
-  // Halving only helps when some conversions are at fault (400, 413). A wrong path, a missing
-  // permission or a wrong method answers every half the same: splitting a batch of 64 would
-  // cost 127 requests to learn nothing more.
+test('a 404 (a wrong endpoint) fails the run in one request: nothing is rejected, everything is kept for the next run', async (t) => {
+  // Every conversion would get the same answer: halving a batch of 64 cost 127 requests, and
+  // rejecting them all ended a night's conversions as rejects behind a successful run.
   const project = await projectWithRows(t, rows(64));
   await withReceiver({ protocol: 'events' }, async (receiver) => {
-    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 64, destination: { type: 'optimizely-events', accountId: '1000', endpoint: `${receiver.origin}/v1/event` } }));
-    const summary = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
-    t.like(summary, { read: 64, sent: 0, rejected: 64 });
-    t.is(summary.requests, 1);
+    const wrong = { type: 'optimizely-events', accountId: '1000', endpoint: `${receiver.origin}/v1/event` };
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 64, destination: wrong }));
+    const failed = await project.cli(['run', 'orders', '--json']);
+    t.is(failed.code, 1, 'the on-call engineer sees it');
+    t.like(failed.json<SummaryJson>(), { read: 64, sent: 0, rejected: 0, failed: 64, requests: 1 });
     t.is(receiver.stats().requests, 1);
-    const { rows: rejects } = await project.db.stateSql(`select distinct reason from convey.rejects`);
-    t.is(rejects.length, 1);
-    t.regex(rejects[0].reason, /HTTP 404 .*not found/);
+    const { rows: ledger } = await project.db.stateSql(`select distinct status, last_error from convey.conversions`);
+    t.is(ledger.length, 1);
+    t.is(ledger[0].status, 'failed');
+    t.regex(ledger[0].last_error, /HTTP 404: .*not found.*check the destination's endpoint/);
+
+    // Endpoint fixed: the next run sends them from the ledger.
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 64 }));
+    const fixed = await project.cli(['run', 'orders', '--json']);
+    t.is(fixed.code, 0, fixed.stderr);
+    t.like(fixed.json<SummaryJson>(), { retried: 64, sent: 64, failed: 0 });
+    t.is(receiver.stats().unique, 64);
   });
 });

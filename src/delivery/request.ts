@@ -13,9 +13,9 @@ export interface OutboundRequest {
 export type SendResult =
   /** 2xx: the endpoint took it. */
   | { kind: 'delivered'; status: number; attempts: number }
-  /** 4xx other than 429 (and 408): the payload is wrong; retrying cannot help. */
+  /** 400, 413, 422: the conversions are at fault; retrying cannot help. */
   | { kind: 'refused'; status: number; body: string; attempts: number }
-  /** Retries ran out (network errors, timeouts, 429, 5xx), or a redirect: try again in a later run. */
+  /** Retries ran out (network errors, timeouts, 429, 5xx), or a 3xx or other 4xx: try again in a later run. */
   | { kind: 'failed'; error: string; status?: number; attempts: number }
   /** Never left (the run is stopping): the caller releases it for the next run. */
   | { kind: 'cancelled'; attempts: number };

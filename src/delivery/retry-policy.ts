@@ -11,7 +11,8 @@ import type { HttpResponse } from './http-client.ts';
  * | 3xx                                       | failed at once: not followed (Optimizely never redirects, so a redirect means a wrong endpoint and nothing was processed); the next run sends it again |
  * | 429 or 503 with a usable Retry-After      | "throttled": pause the whole destination for Retry-After (capped at maxRetryAfterMs); does NOT use up an attempt, up to maxThrottledAttempts |
  * | 408, 429, 5xx (no usable Retry-After)     | retried with full-jitter backoff; counts as an attempt |
- * | other 4xx                                 | refused with the server's body, never retried   |
+ * | 400, 413, 422 (the conversions are at fault) | refused with the server's body, never retried |
+ * | other 4xx (401, 403, 404, 405, …)         | failed at once: the request went to the wrong place or without the right to; the next run sends it again |
  * | network error (RETRIED_ERROR_CODES)       | retried with backoff; counts as an attempt      |
  * | undici timeout (connect, headers, body)   | retried with backoff; counts as an attempt      |
  * | anything else thrown                      | failed at once (a bug or a bad request: retrying repeats it) |
@@ -108,6 +109,14 @@ export interface AttemptBudget {
   readonly throttled: number;
 }
 
+/**
+ * 4xx answers about the conversions themselves (malformed, too large, failed validation): each
+ * becomes a reject with the server's answer. Any other 4xx gives every conversion the same
+ * answer (wrong path, method, credentials): rejecting them all would turn a night's conversions
+ * into rejects behind a successful run, so they fail instead, are kept, and the run exits 1.
+ */
+const CONTENT_STATUSES: ReadonlySet<number> = new Set([400, 413, 422]);
+
 export class RetryPolicy {
   readonly options: Readonly<RetryOptions>;
   readonly #random: () => number;
@@ -140,7 +149,10 @@ export class RetryPolicy {
       const error = `HTTP ${status}${to ? ` redirect to ${to}` : ''}: not followed, Optimizely never redirects (check the destination's endpoint)`;
       return { action: 'fail', cause: 'status', status, error };
     }
-    if (!isRetriedStatus(status)) return { action: 'refuse', status, body: response.body };
+    if (!isRetriedStatus(status)) {
+      if (CONTENT_STATUSES.has(status)) return { action: 'refuse', status, body: response.body };
+      return { action: 'fail', cause: 'status', status, error: `${describeStatus(response)}: an answer about the request, not its conversions (check the destination's endpoint and account)` };
+    }
     const error = describeStatus(response);
     const retryAfter =
       status === 429 || status === 503

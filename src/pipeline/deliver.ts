@@ -43,7 +43,7 @@ async function sendPlanned(
       for (const item of items) outcomes.set(item, { kind: 'deferred' });
       return;
     case 'refused': {
-      if (items.length > 1 && destination.splittable && SPLIT_STATUSES.has(result.status)) {
+      if (items.length > 1 && destination.splittable) {
         const half = Math.ceil(items.length / 2);
         await Promise.all([items.slice(0, half), items.slice(half)].map((part) => deliverPart(destination, transport, part, outcomes)));
         return;
@@ -54,13 +54,6 @@ async function sendPlanned(
     }
   }
 }
-
-/**
- * Refusals that can be narrowed down: the content of some conversions is at fault (400), or
- * there is too much of it (413). Any other 4xx (401, 403, 404, 405, ...) answers every half the
- * same, so splitting would cost 2n − 1 requests per batch of n to learn nothing more.
- */
-const SPLIT_STATUSES: ReadonlySet<number> = new Set([400, 413]);
 
 async function deliverPart(destination: Destination, transport: Transport, items: readonly Encoded[], outcomes: Map<Encoded, ItemOutcome>): Promise<void> {
   await Promise.all(destination.requests(items).map((planned) => sendPlanned(destination, transport, planned.request, planned.items, outcomes)));
