@@ -241,3 +241,26 @@ test('a resend the endpoint refuses leaves the conversion recorded as sent, so n
     t.is(receiver.accepted().filter((a) => a.visitorId === 'v3').length, 1, 'the classic endpoint counts every copy: c0003 went once');
   });
 });
+
+test('a plan or dry run stopped by a signal exits 130/143 and prints no partial counts as if they were the plan', async (t) => {
+  const project = await projectWithRows(t, rows(20));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    // A signal that arrives before the reading starts: the source is never read to the end.
+    const term = new AbortController();
+    term.abort('SIGTERM');
+    const plan = await project.cli(['plan', 'orders', '--json'], { signal: term.signal });
+    t.is(plan.code, 143, plan.stdout);
+    t.is(plan.stdout, '', 'no plan with read 0 for a CI check to believe');
+    t.regex(plan.stderr, /INTERRUPTED/);
+
+    const int = new AbortController();
+    int.abort('SIGINT');
+    const dry = await project.cli(['run', 'orders', '--dry-run'], { signal: int.signal });
+    t.is(dry.code, 130);
+    t.notRegex(dry.stderr, /dry run: would send/);
+
+    // Not interrupted, the same plan is whole.
+    t.like((await project.cli(['plan', 'orders', '--json'])).json(), { read: 20, wouldSend: 20 });
+  });
+});

@@ -12,7 +12,7 @@ import { retryCommand } from './commands/retry.ts';
 import { runCommand } from './commands/run.ts';
 import { stateCommand } from './commands/state.ts';
 import { statusCommand } from './commands/status.ts';
-import { ExitCode, exitCodeForError } from './exit-codes.ts';
+import { ExitCode, exitCodeForError, exitCodeForStatus } from './exit-codes.ts';
 import type { CliIO } from './io.ts';
 
 /** Builds the command tree; commands report their exit code with `io.setExitCode`, never exit. */
@@ -46,6 +46,8 @@ export function reportError(io: CliIO, error: unknown): number {
   const conveyError = toConveyError(error);
   io.logger.error(conveyError.message, { code: conveyError.code, ...(conveyError.hint ? { hint: conveyError.hint } : {}) });
   if (conveyError.code === 'INTERNAL' && conveyError.cause instanceof Error) io.logger.debug(conveyError.cause.stack ?? '');
+  // 130 or 143 by the signal that stopped the command, as for a run.
+  if (conveyError.code === 'INTERRUPTED') return exitCodeForStatus('interrupted', io.signal.reason as NodeJS.Signals | undefined);
   return exitCodeForError(conveyError.code);
 }
 

@@ -67,7 +67,15 @@ export async function planJob(
       hint: `${deps.destination.label} cannot send this mapping; fix the SELECT in ${deps.job.sqlFile}.`,
     });
   }
-  return planWindow(deps, window, { samples });
+  const result = await planWindow(deps, window, { samples });
+  // A signal stops the reading early and quietly: the counts so far are not the plan, and a
+  // pull-request check or a reviewer must not take them for it.
+  if (deps.signal.aborted) {
+    throw new ConveyError('INTERRUPTED', `stopped by ${String(deps.signal.reason)} before the window was read to its end: no plan`, {
+      hint: `Run convey plan ${deps.job.name} again.`,
+    });
+  }
+  return result;
 }
 
 function formatPlan(p: PlanResult, destination: Destination): string {
