@@ -264,3 +264,16 @@ test('a plan or dry run stopped by a signal exits 130/143 and prints no partial 
     t.like((await project.cli(['plan', 'orders', '--json'])).json(), { read: 20, wouldSend: 20 });
   });
 });
+
+test('state set refuses a time in the future, which would make every run succeed while sending nothing until then', async (t) => {
+  const project = await projectWithRows(t, rows(5));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    const nextYear = new Date(Date.now() + 365 * 86_400_000).toISOString().slice(0, 10);
+    const future = await project.cli(['state', 'set', 'orders', nextYear, '--yes']);
+    t.is(future.code, 2, future.stdout);
+    t.regex(future.stderr, /in the future.*USAGE/);
+    t.like((await project.cli(['state', 'show', 'orders', '--json'])).json(), { watermark: null });
+    t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { read: 5, sent: 5 });
+  });
+});

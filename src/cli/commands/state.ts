@@ -9,7 +9,8 @@ import type { Db } from '../../state/db.ts';
 import { tryLockJob, unlockJob } from '../../state/sql/locks.ts';
 import { insertRun, liveRun } from '../../state/sql/runs.ts';
 import { deleteWatermark, readWatermark, setWatermark } from '../../state/sql/watermarks.ts';
-import type { Instant } from '../../time/instant.ts';
+import { fromEpochMillis, type Instant } from '../../time/instant.ts';
+import { systemClock } from '../../time/clock.ts';
 import { hostname } from 'node:os';
 import { projectFrom, resolveJob, withProjectOption, withState, withStateReadOnly, type CommonFlags } from '../context.ts';
 import type { CliIO } from '../io.ts';
@@ -50,6 +51,14 @@ export function stateCommand(io: CliIO): Command {
       const project = projectFrom(io, flags);
       const { job } = resolveJob(project, name);
       const value = parseBound(time, flags.tz ?? job.timezone, '<time>');
+      // Runs move the watermark forward only: one set in the future makes every run until then
+      // read an empty window and end "succeeded", sending nothing (a mistyped year skips months).
+      const now = fromEpochMillis(systemClock.now());
+      if (value > now) {
+        throw new ConveyError('USAGE', `<time> ${value} is in the future (now is ${now}): every run until then would send nothing`, {
+          hint: `To skip everything up to now, give the current time: convey state set ${name} ${now}`,
+        });
+      }
       await change(io, project, job, flags, value);
     }),
   );
