@@ -1,7 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { interpolate } from '../src/config/interpolate.ts';
+import { CONVERSIONS_SQL, eventsJob, projectWithRows, rows, withReceiver } from './helpers/fixtures.ts';
 
 test('a default may itself read the environment, and a set variable is never followed by a stray brace', (t) => {
   const value = '${WAREHOUSE_URL:-${DATABASE_URL}}';
@@ -19,4 +20,21 @@ test('a reference convey cannot read is an error naming the key, not text sent a
     const error = t.throws(() => interpolate({ sources: { w: { connection: text } } }, { A: 'a' }, 'config/default.json'), { message: /^config\/default\.json: sources\.w\.connection/ });
     t.regex(error?.message ?? '', /\$\{NAME\} or \$\{NAME:-default\}/, text);
   }
+});
+
+test('job files saved with a byte order mark (Windows editors) are read like any other', async (t) => {
+  const project = await projectWithRows(t, rows(3));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    const bom = '\uFEFF';
+    for (const file of ['orders.json', 'orders.sql']) {
+      const path = join(project.dir, 'jobs', file);
+      writeFileSync(path, bom + readFileSync(path, 'utf8'));
+    }
+    const configPath = join(project.dir, 'config', 'default.json');
+    writeFileSync(configPath, bom + readFileSync(configPath, 'utf8'));
+    const plan = await project.cli(['plan', 'orders', '--json']);
+    t.is(plan.code, 0, plan.stderr);
+    t.like(plan.json(), { read: 3, wouldSend: 3 });
+  });
 });

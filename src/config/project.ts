@@ -170,7 +170,7 @@ export function loadJob(project: Project, name: string): JobConfig {
   if (problems.length) throw invalid(settingsFile, problems);
   const settings = raw as RawJobSettings;
 
-  const sql = readFileSync(sqlPath, 'utf8');
+  const sql = withoutBom(readFileSync(sqlPath, 'utf8'));
   if (!sql.trim()) {
     throw new ConveyError('CONFIG_INVALID', `${sqlFile} is empty`, {
       hint: 'Write a SELECT returning conversion_id, occurred_at, visitor_id and the event columns.',
@@ -310,7 +310,7 @@ function isValidZone(zone: string): boolean {
 function readJson(path: string, file: string): unknown {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = withoutBom(readFileSync(path, 'utf8'));
   } catch (error) {
     throw new ConveyError('CONFIG_INVALID', `${file} cannot be read: ${(error as Error).message}`, {
       hint: 'Check the file exists and is readable.',
@@ -324,6 +324,12 @@ function readJson(path: string, file: string): unknown {
     });
   }
 }
+
+/**
+ * Editors on Windows save UTF-8 with a byte order mark. Invisible in the file, it made JSON.parse
+ * fail on "Unexpected token" and PostgreSQL on "syntax error at or near": it is not content.
+ */
+const withoutBom = (text: string): string => (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
 
 function invalid(file: string, problems: string[]): ConveyError {
   return new ConveyError('CONFIG_INVALID', problems.map((p) => `${file}: ${p}`).join('\n'), {
