@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { CONVERSIONS_SQL, classicJob, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
@@ -275,5 +275,25 @@ test('state set refuses a time in the future, which would make every run succeed
     t.regex(future.stderr, /in the future.*USAGE/);
     t.like((await project.cli(['state', 'show', 'orders', '--json'])).json(), { watermark: null });
     t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { read: 5, sent: 5 });
+  });
+});
+
+test('status for a job that is neither in jobs/ nor in the history says so, instead of an empty status with exit 0', async (t) => {
+  const project = await projectWithRows(t, rows(2));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    const typo = await project.cli(['status', 'ordrs', '--json']);
+    t.is(typo.code, 2);
+    t.is(typo.stdout, '');
+    t.regex(typo.stderr, /job \\"ordrs\\" not found.*CONFIG_INVALID.*Did you mean \\"orders\\"/);
+    t.is((await project.cli(['status', '../orders'])).code, 2);
+
+    // A job never run is a job all the same; one whose files were removed still has its history.
+    t.like((await project.cli(['status', 'orders', '--json'])).json<{ jobs: unknown[] }>().jobs[0], { job: 'orders', watermark: null, lastRuns: [] });
+    t.is((await project.cli(['run', 'orders'])).code, 0);
+    rmSync(join(project.dir, 'jobs', 'orders.json'));
+    const removed = await project.cli(['status', 'orders', '--json']);
+    t.is(removed.code, 0, removed.stderr);
+    t.is(removed.json<{ jobs: Array<{ lastRuns: unknown[] }> }>().jobs[0]!.lastRuns.length, 1);
   });
 });

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { listJobNames } from '../../config/project.ts';
-import { isConveyError } from '../../errors.ts';
+import { ConveyError, isConveyError } from '../../errors.ts';
+import { didYouMean } from '../../config/did-you-mean.ts';
 import type { Db } from '../../state/db.ts';
 import { countOpen } from '../../state/sql/ledger.ts';
 import { countOpenRejects } from '../../state/sql/rejects.ts';
@@ -50,7 +51,10 @@ export function statusCommand(io: CliIO): Command {
     let jobs: JobStatus[];
     try {
       jobs = await withStateReadOnly(io, project, 'convey status', async (store) => {
-        const names = name ? [name] : [...new Set([...listJobNames(project), ...(store ? await runJobs(store.db) : [])])].sort();
+        const known = [...new Set([...listJobNames(project), ...(store ? await runJobs(store.db) : [])])].sort();
+        // A mistyped name would otherwise read as a job that never ran, with exit 0.
+        if (name && !known.includes(name)) throw unknownJob(name, known);
+        const names = name ? [name] : known;
         return Promise.all(names.map((job) => (store ? jobStatus(store.db, job, Date.now()) : emptyStatus(job))));
       });
     } catch (error) {
@@ -65,6 +69,13 @@ export function statusCommand(io: CliIO): Command {
       }));
     }
     io.stdout.write(flags.json ? JSON.stringify({ jobs }) + '\n' : jobs.map(formatStatus).join('\n'));
+  });
+}
+
+function unknownJob(name: string, known: string[]): ConveyError {
+  const guess = didYouMean(name, known);
+  return new ConveyError('CONFIG_INVALID', `job "${name}" not found: not in jobs/ and never run`, {
+    hint: guess ? `Did you mean "${guess}"?` : known.length ? `Known jobs: ${known.join(', ')}.` : 'No job is defined in jobs/ yet.',
   });
 }
 
