@@ -297,3 +297,20 @@ test('status for a job that is neither in jobs/ nor in the history says so, inst
     t.is(removed.json<{ jobs: Array<{ lastRuns: unknown[] }> }>().jobs[0]!.lastRuns.length, 1);
   });
 });
+
+test("convey's own environment settings are checked at start: a mistyped stop timeout is not a graceful stop of zero seconds", async (t) => {
+  const project = await projectWithRows(t, rows(2));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    for (const bad of [{ CONVEY_STOP_TIMEOUT_MS: '60s' }, { CONVEY_LOG_LEVEL: 'verbose' }]) {
+      const child = project.spawn(['run', 'orders'], { env: bad });
+      t.is(await child.exited, 2, child.stderr());
+      t.regex(child.stderr(), new RegExp(`${Object.keys(bad)[0]}.*CONFIG_INVALID`));
+    }
+    t.is(receiver.stats().requests, 0);
+    // Empty is unset, as for ${NAME} in config.
+    const child = project.spawn(['run', 'orders'], { env: { CONVEY_STOP_TIMEOUT_MS: '', CONVEY_LOG_LEVEL: 'warn' } });
+    t.is(await child.exited, 0, child.stderr());
+    t.is(receiver.stats().unique, 2);
+  });
+});

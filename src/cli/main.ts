@@ -57,11 +57,15 @@ export function reportError(io: CliIO, error: unknown): number {
  */
 const STOP_DEADLINE_MS = 60_000;
 
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+const isLogLevel = (text: string): text is LogLevel => (LOG_LEVELS as readonly string[]).includes(text);
+
 export async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
   const isTTY = process.stdout.isTTY === true;
+  const levelText = process.env.CONVEY_LOG_LEVEL || 'info';
   const logger = createLogger({
-    level: (process.env.CONVEY_LOG_LEVEL as LogLevel | undefined) ?? 'info',
+    level: isLogLevel(levelText) ? levelText : 'info',
     format: process.stderr.isTTY ? 'human' : 'json',
   });
   let exitCode: number = ExitCode.OK;
@@ -78,6 +82,21 @@ export async function main(argv: string[]): Promise<number> {
     },
   };
 
+  // Checked before anything is read or sent: Number("60s") is NaN and Number("") is 0, and either
+  // made the first signal exit at once, leaving what was in flight to be sent again.
+  const stopText = process.env.CONVEY_STOP_TIMEOUT_MS || String(STOP_DEADLINE_MS);
+  const deadlineMs = Number(stopText);
+  if (!/^\d+$/.test(stopText) || !Number.isSafeInteger(deadlineMs)) {
+    return reportError(io, new ConveyError('CONFIG_INVALID', `CONVEY_STOP_TIMEOUT_MS=${JSON.stringify(stopText)} is not a whole number of milliseconds`, {
+      hint: `e.g. CONVEY_STOP_TIMEOUT_MS=${STOP_DEADLINE_MS} (the default), or unset it.`,
+    }));
+  }
+  if (!isLogLevel(levelText)) {
+    return reportError(io, new ConveyError('CONFIG_INVALID', `CONVEY_LOG_LEVEL=${JSON.stringify(levelText)} is not a log level`, {
+      hint: `Use one of ${LOG_LEVELS.join(', ')}, or unset it (info).`,
+    }));
+  }
+
   // First signal: stop gracefully (finish what is in flight, record it, print the summary),
   // within a deadline. Second signal, or the deadline: leave now; what was in flight is in doubt
   // and the next run resends it.
@@ -86,7 +105,6 @@ export async function main(argv: string[]): Promise<number> {
     signals++;
     const code = signal === 'SIGTERM' ? ExitCode.SIGTERM : ExitCode.SIGINT;
     if (signals === 1) {
-      const deadlineMs = Number(process.env.CONVEY_STOP_TIMEOUT_MS ?? STOP_DEADLINE_MS);
       logger.warn(`${signal}: stopping: no new reads, finishing requests in flight for up to ${deadlineMs / 1000} s (send ${signal} again to exit at once)`);
       controller.abort(signal);
       setTimeout(() => {
