@@ -1,5 +1,5 @@
 import test from 'ava';
-import { CONVERSIONS_SQL, eventsJob, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
+import { CONVERSIONS_SQL, classicJob, eventsJob, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
 import { usingPostgres } from './helpers/databases.ts';
 import { waitFor } from './helpers/project.ts';
 
@@ -45,6 +45,46 @@ if (usingPostgres) {
       const next = (await project.cli(['run', 'orders', '--json'])).json<SummaryJson>();
       t.is(next.status, 'succeeded');
       t.is(receiver.stats().unique, 600);
+    });
+  });
+
+  test('a run that loses its job lock stops sending at once: a worker taking the job meanwhile sends nothing twice beyond the requests in flight', async (t) => {
+    const project = await projectWithRows(t, rows(400));
+    // Classic: the endpoint keeps every copy, so a conversion sent by both workers shows up twice.
+    await withReceiver({ protocol: 'classic', faults: { delayMs: 20 } }, async (receiver) => {
+      // Two batches of 100 claimed at once and sent 2 at a time at 100/s: when the lock goes,
+      // most of them are still waiting for their turn to leave, not on the wire.
+      const concurrency = 2;
+      project.writeJob('orders', CONVERSIONS_SQL, classicJob(receiver, { batchSize: 100, rateLimit: { concurrency, perSecond: 100 } }));
+      const first = project.cli(['run', 'orders', '--json']);
+      await waitFor(() => (receiver.stats().acceptedRequests >= 10 ? true : undefined), 'the first worker to start sending');
+      await project.db.stateSql(`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'convey-lock' and datname = current_database()`);
+      // Arrived but not yet recorded as sent when the lock went: in doubt, so the next worker may
+      // send them again, as after a kill -9. Anything beyond that (and the requests on the wire)
+      // is a conversion the first worker sent after it had lost the job.
+      const arrivedAtLoss = receiver.stats().conversions;
+      const { rows: recorded } = await project.db.stateSql(
+        `select count(*)::int as n from convey.ledger l join convey.batches b on b.id = l.batch_id where b.status = 'done' and l.outcome is null`,
+      );
+      const inDoubtAtLoss = arrivedAtLoss - (recorded[0] as { n: number }).n;
+      await waitFor(async () => {
+        const { rows: left } = await project.db.stateSql(`select 1 from pg_stat_activity where application_name = 'convey-lock' and datname = current_database()`);
+        return left.length === 0 ? true : undefined;
+      }, 'the lock connection to end');
+
+      // Another worker takes the job while the first still holds its claimed batches: to it they
+      // are in doubt, and it resends them.
+      const second = await project.cli(['run', 'orders', '--json']);
+      t.is(second.code, 0, second.stderr);
+      const lost = await first;
+      t.is(lost.code, 4, lost.stderr);
+
+      const stats = receiver.stats();
+      t.is(stats.unique, 400, 'every conversion arrived');
+      t.true(
+        stats.duplicates <= inDoubtAtLoss + concurrency,
+        `only conversions in doubt when the lock went (${inDoubtAtLoss}, plus ${concurrency} on the wire) may arrive twice; got ${stats.duplicates} duplicates`,
+      );
     });
   });
 }

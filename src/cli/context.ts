@@ -73,8 +73,12 @@ export async function withSource<T>(job: JobConfig, command: string, fn: (source
   }
 }
 
-/** Sends over HTTP through the delivery engine, or appends to the `file` destination's NDJSON. */
-export function createTransport(io: CliIO, job: JobConfig, resolved: ResolvedDestination): Transport {
+/**
+ * Sends over HTTP through the delivery engine, or appends to the `file` destination's NDJSON.
+ * `lockLost` is the state store's: once the job lock is gone another worker may take the job and
+ * resend this run's pending batches, so requests not yet started must not leave either.
+ */
+export function createTransport(io: CliIO, job: JobConfig, resolved: ResolvedDestination, lockLost: AbortSignal): Transport {
   if (resolved.output.kind === 'file') return ndjsonTransport(resolved.output.path === '-' ? io.stdout : resolved.output.path);
   const engine = createDeliveryEngine({
     clock: systemClock,
@@ -82,7 +86,7 @@ export function createTransport(io: CliIO, job: JobConfig, resolved: ResolvedDes
     rateLimit: job.rateLimit,
     retry: job.retry,
     timeouts: job.timeouts,
-    signal: io.signal,
+    signal: AbortSignal.any([io.signal, lockLost]),
   });
   return {
     send: (request) => engine.send(request),

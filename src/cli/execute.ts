@@ -24,7 +24,7 @@ export async function executeCommand(
   const { job, resolved } = target;
   return withState(io, project, options.command, async (store) => {
     const go = async (source: RunJobDeps['source']): Promise<RunSummary> => {
-      const transport = createTransport(io, job, resolved);
+      const transport = createTransport(io, job, resolved, store.db.lockLost);
       // On a terminal only: a live line, with an ETA once the window's row count is known.
       const progress =
         io.isTTY && !options.json
