@@ -1,4 +1,5 @@
 import test from 'ava';
+import pg from 'pg';
 import { CONVERSIONS_SQL, classicJob, eventsJob, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
 import { usingPostgres } from './helpers/databases.ts';
 import { waitFor } from './helpers/project.ts';
@@ -85,6 +86,40 @@ if (usingPostgres) {
         stats.duplicates <= inDoubtAtLoss + concurrency,
         `only conversions in doubt when the lock went (${inDoubtAtLoss}, plus ${concurrency} on the wire) may arrive twice; got ${stats.duplicates} duplicates`,
       );
+    });
+  });
+
+  test('a state connection dropped inside a transaction ends the run with exit 4 (STATE_ERROR), not an uncaught error; the next run completes', async (t) => {
+    const project = await projectWithRows(t, rows(200));
+    await withReceiver({ protocol: 'events' }, async (receiver) => {
+      project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 20 }));
+      t.is((await project.cli(['migrate'])).code, 0);
+      // Hold the batches table so the run's first write to it waits inside its transaction, on a
+      // connection checked out of the pool: that is where the drop lands, every time.
+      const blocker = new pg.Client({ connectionString: project.db.stateUrl });
+      await blocker.connect();
+      t.teardown(() => blocker.end().catch(() => undefined));
+      await blocker.query('begin; lock table convey.batches in exclusive mode');
+
+      const run = project.spawn(['run', 'orders', '--json']);
+      const pid = await waitFor(async () => {
+        const { rows: waiting } = await project.db.stateSql(
+          `select pid from pg_stat_activity where application_name = 'convey' and datname = current_database() and wait_event_type = 'Lock'`,
+        );
+        return (waiting[0] as { pid: number } | undefined)?.pid;
+      }, 'the run to wait on the batches table inside a transaction');
+      await project.db.stateSql('select pg_terminate_backend($1)', [pid]);
+      await blocker.query('rollback');
+
+      t.is(await run.exited, 4, run.stderr());
+      t.regex(run.stderr(), /"code":"STATE_ERROR"/);
+      t.notRegex(run.stderr(), /Emitted 'error' event/);
+      t.is(receiver.stats().unique, 0, 'nothing was claimed, so nothing was sent');
+
+      const next = await project.cli(['run', 'orders', '--json']);
+      t.is(next.code, 0, next.stderr);
+      t.is(receiver.stats().unique, 200);
+      t.is(receiver.stats().duplicates, 0);
     });
   });
 }

@@ -82,6 +82,14 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
     query: (text, values) => pool.query(text, values).catch(stateError) as never,
     async transaction(fn) {
       const client = await pool.connect().catch(stateError);
+      // The pool listens for errors only on idle clients: a connection dropped while checked out
+      // emits 'error' with no listener, an uncaught exception that killed the process (exit 1)
+      // instead of failing this transaction (its query rejects too) as a STATE_ERROR.
+      let broken: Error | undefined;
+      const onError = (error: Error): void => {
+        broken ??= error;
+      };
+      client.on('error', onError);
       try {
         await client.query('begin');
         const result = await fn(client as Queryable);
@@ -91,7 +99,9 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
         await client.query('rollback').catch(() => undefined);
         return stateError(error);
       } finally {
-        client.release();
+        // With the error, the pool discards the connection instead of handing it out again.
+        client.release(broken);
+        client.removeListener('error', onError);
       }
     },
     async lockConnection() {
