@@ -122,4 +122,18 @@ if (usingPostgres) {
       t.is(receiver.stats().duplicates, 0);
     });
   });
+
+  test('workers started together on a new state store: one runs the job, the others exit 75, none fails preparing the store', async (t) => {
+    const project = await projectWithRows(t, rows(200));
+    await withReceiver({ protocol: 'events', faults: { delayMs: 100 } }, async (receiver) => {
+      // Slow enough that the job is still held when the last worker gets past preparing the store.
+      project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10, rateLimit: { concurrency: 1 } }));
+      const results = await Promise.all(Array.from({ length: 4 }, () => project.cli(['run', 'orders', '--json'])));
+      t.deepEqual(results.map((r) => r.code).sort((a, b) => a - b), [0, 75, 75, 75], results.map((r) => r.stderr).join('\n'));
+      t.is(receiver.stats().unique, 200);
+      t.is(receiver.stats().duplicates, 0);
+      const { rows: lockRows } = await project.db.stateSql('select count(*)::int as n from convey.knex_migrations_lock');
+      t.is((lockRows[0] as { n: number }).n, 1, 'one migration lock row: two would fail every later start with "Migration table is already locked"');
+    });
+  });
 }

@@ -1,5 +1,5 @@
 import knexFactory, { type Knex } from 'knex';
-import type pg from 'pg';
+import pg from 'pg';
 import { migrations } from '../../migrations/index.ts';
 
 const migrationSource: Knex.MigrationSource<(typeof migrations)[number]> = {
@@ -17,19 +17,47 @@ export const quietKnex: Knex.Config['log'] = { warn: () => undefined, error: () 
 
 const config: Knex.MigratorConfig = { migrationSource, schemaName: 'convey', tableName: 'knex_migrations' };
 
+/** Single-bigint advisory key ('convmig'): apart from the two-int4 job and run locks. */
+const MIGRATION_LOCK_KEY = '27988542918322535';
+
 /**
- * Brings the state schema up to date with knex's migrator (which takes its own lock table, so
- * several workers starting at once apply each migration once). Returns the names it applied.
+ * Runs `fn` holding a session advisory lock, so workers starting together change the schema one
+ * after the other. knex's own lock table does not cover its bootstrap: on a new store, workers
+ * racing through `create schema if not exists` and the creation of knex's tables failed with
+ * "duplicate key value violates unique constraint" (exit 4 instead of 75), and two of them could
+ * each insert a lock row, after which every start failed with "Migration table is already locked".
  */
-export async function migrateLatest(connection: pg.ClientConfig): Promise<string[]> {
-  const knex = connect(connection);
+async function serialized<T>(connection: pg.ClientConfig, fn: () => Promise<T>): Promise<T> {
+  const client = new pg.Client(connection);
+  // A dropped connection fails the query below or ends the lock; it must not be an uncaught error.
+  client.on('error', () => undefined);
+  await client.connect();
   try {
-    await knex.raw('create schema if not exists convey');
-    const [, applied] = (await knex.migrate.latest(config)) as [number, string[]];
-    return applied;
+    await client.query('select pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+    return await fn();
   } finally {
-    await knex.destroy();
+    // Ending the session releases the lock.
+    await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * Brings the state schema up to date with knex's migrator, one worker at a time (see
+ * `serialized`). Returns the names it applied. The embedded store needs no lock (its lock file
+ * admits one process) and must not get one: it serves a single session.
+ */
+export async function migrateLatest(connection: pg.ClientConfig, options: { embedded?: boolean } = {}): Promise<string[]> {
+  const apply = async (): Promise<string[]> => {
+    const knex = connect(connection);
+    try {
+      await knex.raw('create schema if not exists convey');
+      const [, applied] = (await knex.migrate.latest(config)) as [number, string[]];
+      return applied;
+    } finally {
+      await knex.destroy();
+    }
+  };
+  return options.embedded ? apply() : serialized(connection, apply);
 }
 
 /** Rolls every convey migration back: drops all state. */

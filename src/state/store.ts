@@ -52,7 +52,7 @@ export async function openStateStore(location: StateLocation, command: string, m
     connection = { connectionString: location.url };
   }
   try {
-    if (migrate) await migrateLatest(connection);
+    if (migrate) await migrateLatest(connection, { embedded: location.kind === 'embedded' });
   } catch (error) {
     await embedded?.close();
     throw new ConveyError('STATE_ERROR', `cannot prepare the state store (${describeLocation(location)}): ${(error as Error).message}`, {
@@ -68,7 +68,7 @@ export async function openStateStore(location: StateLocation, command: string, m
     db,
     location,
     connection,
-    migrate: () => migrateLatest(connection),
+    migrate: () => migrateLatest(connection, { embedded: location.kind === 'embedded' }),
     describeHolder: (info) => embedded?.describeHolder(info),
     async close() {
       await db.close();
