@@ -1,4 +1,5 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { CONVERSIONS_SQL, classicJob, eventsJob, insertRows, rows, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
@@ -312,5 +313,41 @@ test("convey's own environment settings are checked at start: a mistyped stop ti
     const child = project.spawn(['run', 'orders'], { env: { CONVEY_STOP_TIMEOUT_MS: '', CONVEY_LOG_LEVEL: 'warn' } });
     t.is(await child.exited, 0, child.stderr());
     t.is(receiver.stats().unique, 2);
+  });
+});
+
+// The embedded store, whatever TEST_DATABASE_URL says: CONVEY_STATE_URL empty is unset.
+const embeddedState = { CONVEY_STATE_URL: '' };
+
+test('a lock file left by a killed process whose pid this process now has (a restarted container) is stale: the next run takes the store', async (t) => {
+  const project = await projectWithRows(t, rows(2));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    t.is((await project.cli(['migrate'], { env: embeddedState })).code, 0);
+    // project.cli runs in this process, as the next run does in a container restarted after
+    // kill -9: convey is pid 1 again, on the same host name.
+    const lockFile = join(project.dir, '.convey', 'state.lock');
+    writeFileSync(lockFile, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: '2026-01-01T00:00:00.000Z', command: 'convey run orders', job: 'orders', runId: 7 }));
+    const next = await project.cli(['run', 'orders', '--json'], { env: embeddedState });
+    t.is(next.code, 0, next.stderr);
+    t.is(next.json<SummaryJson>().sent, 2);
+    t.false(existsSync(lockFile), 'the lock is released at the end');
+  });
+});
+
+test('a lock file convey cannot check (another host) is refused with exit 75, naming the file to delete if that process is gone', async (t) => {
+  const project = await projectWithRows(t, rows(2));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    t.is((await project.cli(['migrate'], { env: embeddedState })).code, 0);
+    const lockFile = join(project.dir, '.convey', 'state.lock');
+    writeFileSync(lockFile, JSON.stringify({ pid: 1, host: 'runner-7f3a', startedAt: '2026-01-01T00:00:00.000Z', command: 'convey run orders' }));
+    const refused = await project.cli(['run', 'orders'], { env: embeddedState });
+    t.is(refused.code, 75, refused.stderr);
+    t.regex(refused.stderr, /pid 1 on runner-7f3a/);
+    t.true(refused.stderr.includes(JSON.stringify(lockFile).slice(1, -1)), 'the hint names the lock file');
+    t.regex(refused.stderr, /delete/);
+    t.is(receiver.stats().requests, 0);
+    t.true(existsSync(lockFile), 'a lock that cannot be checked is left alone');
   });
 });

@@ -98,10 +98,14 @@ function acquireLockFile(lockFile: string, holder: LockHolder, dataDir: string):
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const current = readHolder(lockFile);
-    if (current && isAlive(current)) {
+    if (current && isAlive(current, lockFile)) {
+      // A holder on another host, or a pid reused by another program after a kill -9, never
+      // finishes: say which file to delete once the user knows that convey is gone.
       throw new ConveyError('JOB_LOCKED', `the embedded database in ${dataDir} is in use by ${describeLockHolder(current)}`, {
-        hint: 'Wait for it to finish. Two processes cannot share an embedded store; set CONVEY_STATE_URL to a PostgreSQL database to run several at once.',
-        details: { holder: current },
+        hint:
+          `Wait for it to finish. If no convey runs as pid ${current.pid} on ${current.host} any more, delete ${lockFile}. ` +
+          'Two processes cannot share an embedded store; set CONVEY_STATE_URL to a PostgreSQL database to run several at once.',
+        details: { holder: current, lockFile },
       });
     }
     // The holder died without cleaning up (kill -9): its lock is stale.
@@ -124,10 +128,12 @@ function readHolder(lockFile: string): LockHolder | undefined {
   }
 }
 
-function isAlive(holder: LockHolder): boolean {
+function isAlive(holder: LockHolder, lockFile: string): boolean {
   // A lock from another machine (a shared folder) cannot be checked: treat it as held.
   if (holder.host !== hostname()) return true;
-  if (holder.pid === process.pid) return true;
+  // Our own pid: held if this process took it. Otherwise it was left by a killed process that
+  // had the same pid, as convey has in a container restarted after kill -9 (pid 1 again).
+  if (holder.pid === process.pid) return heldLockFiles.has(lockFile);
   try {
     process.kill(holder.pid, 0);
     return true;
