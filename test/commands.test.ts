@@ -351,3 +351,20 @@ test('a lock file convey cannot check (another host) is refused with exit 75, na
     t.true(existsSync(lockFile), 'a lock that cannot be checked is left alone');
   });
 });
+
+test('status while a run holds the embedded store says the figures are unknown, not "none yet" and 0', async (t) => {
+  const project = await projectWithRows(t, rows(2));
+  await withReceiver({ protocol: 'events', faults: { delayMs: 30 } }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10, rateLimit: { concurrency: 1, perSecond: 20 } }));
+    t.is((await project.cli(['run', 'orders'], { env: embeddedState })).code, 0);
+    await insertRows(project, rows(300, '2026-03-02T00:00:00Z', 'late'));
+    const running = project.spawn(['backfill', 'orders', '--from', '2026-03-01', '--to', '2026-03-03'], { env: embeddedState });
+    await waitFor(() => (receiver.stats().acceptedRequests >= 2 ? true : undefined), 'the backfill to start sending');
+    const status = await project.cli(['status', 'orders'], { env: embeddedState });
+    t.is(status.code, 0, status.stderr);
+    t.regex(status.stdout, new RegExp(`running +run \\d+ \\(convey backfill orders, pid ${running.child.pid}`));
+    t.notRegex(status.stdout, /none yet|0 failed|0 open/, 'the watermark and counts were not read');
+    t.regex(status.stdout, /watermark +unknown/);
+    t.is(await running.exited, 0, running.stderr());
+  });
+});

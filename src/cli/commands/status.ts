@@ -49,6 +49,8 @@ export function statusCommand(io: CliIO): Command {
   ).action(async (name: string | undefined, flags: CommonFlags) => {
     const project = projectFrom(io, flags);
     let jobs: JobStatus[];
+    // Set when the embedded store was held: only the holder is known, from its lock file.
+    let heldBy: string | undefined;
     try {
       jobs = await withStateReadOnly(io, project, 'convey status', async (store) => {
         const known = [...new Set([...listJobNames(project), ...(store ? await runJobs(store.db) : [])])].sort();
@@ -62,13 +64,14 @@ export function statusCommand(io: CliIO): Command {
       if (!isConveyError(error, 'JOB_LOCKED')) throw error;
       const holder = (error.details?.holder ?? {}) as { job?: string; runId?: number; pid?: number; host?: string; startedAt?: string; command?: string };
       io.logger.warn(error.message, { hint: 'Details are available when that run has finished (the embedded store serves one process).' });
+      heldBy = `pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}`;
       const names = name ? [name] : listJobNames(project);
       jobs = names.map((job) => ({
         ...emptyStatus(job),
         running: holder.job === job ? { runId: holder.runId ?? 0, mode: holder.command ?? 'run', pid: holder.pid ?? 0, host: holder.host ?? '', startedAt: holder.startedAt ?? null } : null,
       }));
     }
-    io.stdout.write(flags.json ? JSON.stringify({ jobs }) + '\n' : jobs.map(formatStatus).join('\n'));
+    io.stdout.write(flags.json ? JSON.stringify({ jobs }) + '\n' : jobs.map((s) => formatStatus(s, heldBy)).join('\n'));
   });
 }
 
@@ -116,8 +119,14 @@ function runLine(r: RunRecord): JobStatus['lastRuns'][number] {
 
 const iso = (text: string | null): string | null => (text ? (parseInstant(text) ?? text) : null);
 
-function formatStatus(s: JobStatus): string {
+function formatStatus(s: JobStatus, heldBy: string | undefined): string {
   const lines = [`${s.job}`];
+  if (heldBy) {
+    // Nothing was read: "(none yet)" and "0 failed" would read as a job that never ran.
+    lines.push(`  watermark  unknown: the embedded store is held by ${heldBy} (run convey status when it has finished)`);
+    lines.push(`  running    ${s.running ? `run ${s.running.runId} (${s.running.mode}, pid ${s.running.pid} on ${s.running.host}, since ${s.running.startedAt})` : 'no'}`);
+    return lines.join('\n') + '\n';
+  }
   lines.push(`  watermark  ${s.watermark ?? '(none yet)'}${s.lagSeconds !== null ? `  (${formatDuration(s.lagSeconds * 1000)} behind now)` : ''}`);
   lines.push(`  running    ${s.running ? `run ${s.running.runId} (${s.running.mode}, pid ${s.running.pid} on ${s.running.host}, since ${s.running.startedAt})` : 'no'}`);
   lines.push(`  waiting    ${s.failed} failed${s.inDoubt ? `, ${s.inDoubt} in doubt` : ''} (sent first by the next run; convey retry ${s.job} sends them now)`);
