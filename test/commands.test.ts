@@ -316,10 +316,12 @@ test("convey's own environment settings are checked at start: a mistyped stop ti
   });
 });
 
-// The embedded store, whatever TEST_DATABASE_URL says: CONVEY_STATE_URL empty is unset.
+// The embedded store, whatever TEST_DATABASE_URL says: CONVEY_STATE_URL empty is unset. These
+// tests are serial (ava runs them before the others): PGlite runs in this process, and its
+// initdb would stall the receivers of concurrent tests for seconds under TEST_DATABASE_URL.
 const embeddedState = { CONVEY_STATE_URL: '' };
 
-test('a lock file left by a killed process whose pid this process now has (a restarted container) is stale: the next run takes the store', async (t) => {
+test.serial('a lock file left by a killed process whose pid this process now has (a restarted container) is stale: the next run takes the store', async (t) => {
   const project = await projectWithRows(t, rows(2));
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
@@ -335,7 +337,7 @@ test('a lock file left by a killed process whose pid this process now has (a res
   });
 });
 
-test('a lock file convey cannot check (another host) is refused with exit 75, naming the file to delete if that process is gone', async (t) => {
+test.serial('a lock file convey cannot check (another host) is refused with exit 75, naming the file to delete if that process is gone', async (t) => {
   const project = await projectWithRows(t, rows(2));
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
@@ -352,7 +354,7 @@ test('a lock file convey cannot check (another host) is refused with exit 75, na
   });
 });
 
-test('status while a run holds the embedded store says the figures are unknown, not "none yet" and 0', async (t) => {
+test.serial('status while a run holds the embedded store says the figures are unknown, not "none yet" and 0', async (t) => {
   const project = await projectWithRows(t, rows(2));
   await withReceiver({ protocol: 'events', faults: { delayMs: 30 } }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 10, rateLimit: { concurrency: 1, perSecond: 20 } }));
