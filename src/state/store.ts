@@ -40,11 +40,13 @@ export function describeLocation(location: StateLocation): string {
 
 /**
  * Opens the state store and brings its schema up to date. Migrating on open keeps the newcomer
- * path to one command; knex's migration lock makes it safe when several workers start together.
+ * path to one command; `migrateLatest` takes an advisory lock, so workers starting together
+ * prepare it one at a time.
  */
 export async function openStateStore(location: StateLocation, command: string, migrate = true): Promise<StateStore> {
   let embedded: EmbeddedPostgres | undefined;
   let connection: pg.ClientConfig;
+  const migrateOptions = { embedded: location.kind === 'embedded' };
   if (location.kind === 'embedded') {
     embedded = await startEmbeddedPostgres(location.dataDir, command);
     connection = embedded.connection;
@@ -52,7 +54,7 @@ export async function openStateStore(location: StateLocation, command: string, m
     connection = { connectionString: location.url };
   }
   try {
-    if (migrate) await migrateLatest(connection, { embedded: location.kind === 'embedded' });
+    if (migrate) await migrateLatest(connection, migrateOptions);
   } catch (error) {
     await embedded?.close();
     throw new ConveyError('STATE_ERROR', `cannot prepare the state store (${describeLocation(location)}): ${(error as Error).message}`, {
@@ -68,7 +70,7 @@ export async function openStateStore(location: StateLocation, command: string, m
     db,
     location,
     connection,
-    migrate: () => migrateLatest(connection, { embedded: location.kind === 'embedded' }),
+    migrate: () => migrateLatest(connection, migrateOptions),
     describeHolder: (info) => embedded?.describeHolder(info),
     async close() {
       await db.close();

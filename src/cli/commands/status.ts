@@ -120,15 +120,14 @@ function runLine(r: RunRecord): JobStatus['lastRuns'][number] {
 const iso = (text: string | null): string | null => (text ? (parseInstant(text) ?? text) : null);
 
 function formatStatus(s: JobStatus, heldBy: string | undefined): string {
-  const lines = [`${s.job}`];
+  const running = `  running    ${s.running ? `run ${s.running.runId} (${s.running.mode}, pid ${s.running.pid} on ${s.running.host}, since ${s.running.startedAt})` : 'no'}`;
   if (heldBy) {
     // Nothing was read: "(none yet)" and "0 failed" would read as a job that never ran.
-    lines.push(`  watermark  unknown: the embedded store is held by ${heldBy} (run convey status when it has finished)`);
-    lines.push(`  running    ${s.running ? `run ${s.running.runId} (${s.running.mode}, pid ${s.running.pid} on ${s.running.host}, since ${s.running.startedAt})` : 'no'}`);
-    return lines.join('\n') + '\n';
+    return `${s.job}\n  watermark  unknown: the embedded store is held by ${heldBy} (run convey status when it has finished)\n${running}\n`;
   }
+  const lines = [`${s.job}`];
   lines.push(`  watermark  ${s.watermark ?? '(none yet)'}${s.lagSeconds !== null ? `  (${formatDuration(s.lagSeconds * 1000)} behind now)` : ''}`);
-  lines.push(`  running    ${s.running ? `run ${s.running.runId} (${s.running.mode}, pid ${s.running.pid} on ${s.running.host}, since ${s.running.startedAt})` : 'no'}`);
+  lines.push(running);
   lines.push(`  waiting    ${s.failed} failed${s.inDoubt ? `, ${s.inDoubt} in doubt` : ''} (sent first by the next run; convey retry ${s.job} sends them now)`);
   lines.push(`  rejects    ${s.rejects} open${s.rejects ? ` (convey rejects ${s.job})` : ''}`);
   if (s.lastRuns.length) lines.push('  last runs');
