@@ -97,6 +97,13 @@ export const classicJob = (receiver: Receiver, extra: Record<string, unknown> = 
 /** What `convey run --json` prints. */
 export type SummaryJson = RunSummary;
 
+/** `convey run orders --json`, which must exit 0 (its stderr is the message if not); its summary. */
+export async function succeededRun(t: { is(actual: unknown, expected: unknown, message?: string): unknown }, project: TestProject): Promise<SummaryJson> {
+  const run = await project.cli(['run', 'orders', '--json']);
+  t.is(run.code, 0, run.stderr);
+  return run.json<SummaryJson>();
+}
+
 /** A test project with the conversions table filled with `list`, closed when the test ends. */
 export async function projectWithRows(t: { teardown(fn: () => Promise<void>): void }, list: Row[]): Promise<TestProject> {
   const project = await createTestProject();
