@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { Agent } from 'undici';
 import { DeliveryEngine, type DeliveryOptions } from '../src/delivery/engine.ts';
-import { splitUrl } from '../src/delivery/http-client.ts';
+import { MAX_ERROR_BODY_CHARS, splitUrl } from '../src/delivery/http-client.ts';
 import type { OutboundRequest, SendResult } from '../src/delivery/request.ts';
 import { silentLogger } from '../src/log.ts';
 import { systemClock } from '../src/time/clock.ts';
@@ -213,6 +213,30 @@ test.serial('a 400 is refused with the body and not retried', async (t) => {
   t.deepEqual(result, { kind: 'refused', status: 400, body: '{"error":"visitors[0].snapshots is required"}', attempts: 1 });
   t.is(server.arrivals.length, 1);
   t.like(engine.stats(), { refused: 1, retries: 0, requests: 1 });
+});
+
+test.serial('a long error body is kept up to its cap, decoded whole; a 2xx cut short is still delivered, not sent again', async (t) => {
+  // 'é' is two bytes: the cap counts characters, and no character is split.
+  const long = 'é'.repeat(MAX_ERROR_BODY_CHARS + 5000);
+  const refusing = await startServer((_req, res) => reply(res, 422, long));
+  const engine = engineFor();
+  const refused = await engine.send(post(refusing.url));
+  await refusing.close();
+  t.like(refused, { kind: 'refused', status: 422, attempts: 1 });
+  t.is((refused as { body: string }).body, `${'é'.repeat(MAX_ERROR_BODY_CHARS)}…`);
+
+  // The endpoint answered 200 and dropped the connection mid-body: it took the conversion, and
+  // a retry would send it twice.
+  const cutting = await startServer((_req, res) => {
+    res.writeHead(200, { 'content-length': '1000' });
+    res.write('partial');
+    setTimeout(() => res.destroy(), 20);
+  });
+  const cut = await engine.send(post(cutting.url));
+  await engine.close();
+  await cutting.close();
+  t.deepEqual(cut, { kind: 'delivered', status: 200, attempts: 1 });
+  t.is(cutting.arrivals.length, 1);
 });
 
 test.serial('concurrency caps requests in flight, as the server sees them, also while others back off', async (t) => {

@@ -1,11 +1,13 @@
-import { Agent, type Dispatcher } from 'undici';
+import { Agent, util, type Dispatcher } from 'undici';
 import type { OutboundRequest } from './request.ts';
 
 /**
  * The network seam: one HTTP exchange through an undici dispatcher, nothing more (no retries,
- * no rate: the engine decides those). `dispatcher.request()` rather than `fetch`: fetch on the
- * same kind of Agent measured 0.17–0.23 of the throughput (local node:http server, concurrency
- * 32, 5 runs), and the engine needs neither streams nor WHATWG objects.
+ * no rate: the engine decides those). `dispatcher.dispatch()` with a handler of our own rather
+ * than `fetch` or `dispatcher.request()`: the engine needs neither WHATWG objects nor a body
+ * stream. fetch on the same kind of Agent measured 0.17–0.23 of the throughput (local node:http
+ * server, concurrency 32, 5 runs); request() builds a Readable per response that a 2xx then
+ * discards, which cost convey's classic run about X µs of CPU per request (bench/README.md).
  */
 
 export interface HttpTimeouts {
@@ -79,35 +81,27 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   let lastSplit = { origin: '', path: '' };
 
   return {
-    async request(request) {
+    request(request) {
       if (request.url !== lastUrl) {
         lastSplit = splitUrl(request.url);
         lastUrl = request.url;
       }
       const { origin, path } = lastSplit;
-      const response = await dispatcher.request({
-        origin,
-        path,
-        method: request.method,
-        headers: request.headers,
-        body: request.body ?? null,
-        // Also per request, so the timeouts hold on an injected dispatcher too.
-        headersTimeout: timeouts.headersMs,
-        bodyTimeout: timeouts.bodyMs,
+      return new Promise((resolve, reject) => {
+        dispatcher.dispatch(
+          {
+            origin,
+            path,
+            method: request.method,
+            headers: request.headers,
+            body: request.body ?? null,
+            // Also per request, so the timeouts hold on an injected dispatcher too.
+            headersTimeout: timeouts.headersMs,
+            bodyTimeout: timeouts.bodyMs,
+          },
+          new ResponseHandler(resolve, reject),
+        );
       });
-      const status = response.statusCode;
-      // Always consume the body, or the socket is not returned to the pool.
-      if (status < 400) {
-        // The status is what counts; a body cut short after a 2xx does not undo the delivery.
-        await response.body.dump().catch(() => undefined);
-        return { status, headers: response.headers, body: '' };
-      }
-      const text = await response.body.text();
-      return {
-        status,
-        headers: response.headers,
-        body: text.length > MAX_ERROR_BODY_CHARS ? `${text.slice(0, MAX_ERROR_BODY_CHARS)}…` : text,
-      };
     },
     async close() {
       if (owned) await dispatcher.close();
@@ -132,4 +126,57 @@ export function splitUrl(url: string): { origin: string; path: string } {
   let path = hash >= end ? url.slice(end, hash) : url.slice(end);
   if (path.charCodeAt(0) !== 47 /* / */) path = `/${path}`;
   return { origin: url.slice(0, end), path };
+}
+
+/**
+ * undici's handler interface (the one its Client calls natively; see Dispatcher.DispatchHandler):
+ * a 2xx/3xx body is dropped as it arrives, an error body kept up to MAX_ERROR_BODY_CHARS, and the
+ * headers parsed only when the answer is not a 2xx (the retry policy reads Location and
+ * Retry-After, and nothing reads a 2xx's).
+ */
+class ResponseHandler implements Dispatcher.DispatchHandler {
+  #status = 0;
+  #headers: ResponseHeaders = {};
+  #chunks: Buffer[] | undefined;
+  #bytes = 0;
+  readonly #resolve: (response: HttpResponse) => void;
+  readonly #reject: (error: Error) => void;
+
+  constructor(resolve: (response: HttpResponse) => void, reject: (error: Error) => void) {
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  onConnect(): void {}
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    this.#status = statusCode;
+    if (statusCode >= 300) this.#headers = util.parseHeaders(rawHeaders);
+    if (statusCode >= 400) this.#chunks = [];
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (!this.#chunks) return true;
+    // At most 4 bytes per character: what is kept still fills the cap.
+    if (this.#bytes < MAX_ERROR_BODY_CHARS * 4) this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
+    return true;
+  }
+
+  onComplete(): void {
+    this.#resolve({ status: this.#status, headers: this.#headers, body: this.#text() });
+  }
+
+  onError(error: Error): void {
+    // The status is what counts: a body cut short after a 2xx or 3xx does not undo the answer.
+    if (this.#status >= 200 && this.#status < 400) this.onComplete();
+    else this.#reject(error);
+  }
+
+  #text(): string {
+    if (!this.#chunks) return '';
+    const text = Buffer.concat(this.#chunks).toString('utf8');
+    return text.length > MAX_ERROR_BODY_CHARS ? `${text.slice(0, MAX_ERROR_BODY_CHARS)}…` : text;
+  }
 }
