@@ -9,6 +9,7 @@ import {
   type AttemptOutcome,
   type RetryOptions,
 } from '../src/delivery/retry-policy.ts';
+import { Slots } from '../src/delivery/slots.ts';
 import { TokenBucket } from '../src/delivery/token-bucket.ts';
 import { FakeClock, type Clock } from '../src/time/clock.ts';
 
@@ -392,4 +393,61 @@ test('pause gate: extends, never shortens, and counts the union of pauses', asyn
   const waiting = gate.wait(controller.signal);
   controller.abort(new Error('stop'));
   await t.throwsAsync(waiting, { message: 'stop' });
+});
+
+// ---------------------------------------------------------------- slots (the concurrency cap)
+
+/** A task per name that runs until `finish(name)`, recording when it started and how many ran at once. */
+function controlledTasks() {
+  const started: string[] = [];
+  const finishers = new Map<string, (ok: boolean) => void>();
+  let running = 0;
+  let maxRunning = 0;
+  const task = (name: string): Promise<string> => {
+    started.push(name);
+    maxRunning = Math.max(maxRunning, ++running);
+    return new Promise((resolve, reject) => {
+      finishers.set(name, (ok) => {
+        running--;
+        if (ok) resolve(`${name} done`);
+        else reject(new Error(`${name} failed`));
+      });
+    });
+  };
+  const finish = async (name: string, ok = true): Promise<void> => {
+    finishers.get(name)!(ok);
+    // Let the freed slot pass to the next task.
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+  };
+  return { started, task, finish, maxRunning: () => maxRunning };
+}
+
+test('slots: at most size run at once; the rest start in arrival order as slots free, also after a failure', async (t) => {
+  const slots = new Slots(2);
+  const { started, task, finish, maxRunning } = controlledTasks();
+  const results = ['a', 'b', 'c', 'd'].map((name) => slots.run(task, name, 'stopped'));
+  await finish('a');
+  t.deepEqual(started, ['a', 'b', 'c']);
+  await finish('b', false);
+  t.deepEqual(started, ['a', 'b', 'c', 'd'], 'a failed task gives its slot back too');
+  await finish('c');
+  await finish('d');
+  t.is(maxRunning(), 2);
+  t.is(slots.active, 0);
+  t.is(await results[0], 'a done');
+  await t.throwsAsync(results[1]!, { message: 'b failed' });
+  t.deepEqual(await Promise.all([results[2], results[3]]), ['c done', 'd done']);
+});
+
+test('slots: stop() turns the waiting tasks away unstarted, running ones finish, later ones never start', async (t) => {
+  const slots = new Slots(1);
+  const { started, task, finish } = controlledTasks();
+  const running = slots.run(task, 'a', 'stopped');
+  const waiting = slots.run(task, 'b', 'stopped');
+  slots.stop();
+  t.is(await waiting, 'stopped');
+  t.is(await slots.run(task, 'c', 'stopped'), 'stopped');
+  await finish('a');
+  t.is(await running, 'a done');
+  t.deepEqual(started, ['a']);
 });

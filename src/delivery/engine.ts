@@ -1,5 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import pLimit, { type LimitFunction } from 'p-limit';
 import type { Dispatcher } from 'undici';
 import { ConveyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -9,6 +8,7 @@ import { createHttpClient, DEFAULT_TIMEOUTS, type HttpClient, type HttpTimeouts 
 import { PauseGate } from './pause-gate.ts';
 import type { OutboundRequest, SendResult } from './request.ts';
 import { resolveRetryOptions, RetryPolicy, type AttemptOutcome, type RetryOptions } from './retry-policy.ts';
+import { Slots } from './slots.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 /**
@@ -88,10 +88,13 @@ export class DeliveryEngine {
   readonly #signal: AbortSignal | undefined;
   readonly #policy: RetryPolicy;
   readonly #http: HttpClient;
-  /** Caps requests in flight (from the pause wait to the response) at `concurrency`. */
-  readonly #slots: LimitFunction;
-  /** Requests waiting for a slot, released at once when the run is told to stop. */
-  readonly #stopWaiters = new Set<() => void>();
+  /**
+   * Caps requests in flight (from the pause wait to the response) at `concurrency`. When the run
+   * stops, the requests still waiting for a slot leave at once and never start.
+   */
+  readonly #slots: Slots;
+  /** `#attempt` bound once: the slot queue passes the request along, so no closure per request. */
+  readonly #attemptInSlot = (request: OutboundRequest): Promise<AttemptOutcome | typeof STOPPED> => this.#attempt(request);
   readonly #gate: PauseGate;
   readonly #bucket: TokenBucket;
   readonly #adaptive: AdaptiveRate | undefined;
@@ -153,20 +156,13 @@ export class DeliveryEngine {
       connections: rateLimit.concurrency,
       timeouts,
     });
-    this.#slots = pLimit(rateLimit.concurrency);
+    this.#slots = new Slots(rateLimit.concurrency);
     const signal = options.signal;
     // Every request waiting on a backoff, a pause or a token listens for the stop: often more
     // than Node's default of 10 listeners, which would print a leak warning.
     if (signal) setMaxListeners(0, signal);
-    // One listener for all requests.
-    signal?.addEventListener(
-      'abort',
-      () => {
-        for (const stop of this.#stopWaiters) stop();
-        this.#stopWaiters.clear();
-      },
-      { once: true },
-    );
+    // One listener for all requests: those queued for a slot leave at once; those in a slot finish.
+    signal?.addEventListener('abort', () => this.#slots.stop(), { once: true });
     this.#gate = new PauseGate(clock);
     this.#configuredRate = perSecond ?? Infinity;
     this.#bucket = new TokenBucket(clock, this.#configuredRate);
@@ -199,18 +195,7 @@ export class DeliveryEngine {
     let lastError = '';
     for (;;) {
       if (signal?.aborted) return this.#stopped(attempts, lastError);
-      // When the run stops, a request still queued for a slot leaves at once; its queued task
-      // later finds the signal aborted and sends nothing. (p-limit's clearQueue would leave the
-      // promises of cleared tasks unsettled.) A request that has its slot finishes.
-      let started = false;
-      // Only a request that must queue needs the early exit (and its extra promise).
-      const queued = this.#slots.activeCount >= this.#slots.concurrency;
-      const task = this.#slots(() => {
-        started = true;
-        return this.#attempt(request);
-      });
-      const first = this.#signal && queued ? await this.#untilStopped(task) : await task;
-      const outcome = first === STOPPED && !started ? STOPPED : await task;
+      const outcome = await this.#slots.run(this.#attemptInSlot, request, STOPPED);
       if (outcome === STOPPED) return this.#stopped(attempts, lastError);
       attempts++;
 
@@ -291,35 +276,22 @@ export class DeliveryEngine {
     await this.#http.close();
   }
 
-  /**
-   * `task`, or STOPPED if the run stops first. Not Promise.race with a never-settling promise:
-   * each race leaves a reaction on it holding the result, so memory grew ~1 KB per request.
-   */
-  #untilStopped<T>(task: Promise<T>): Promise<T | typeof STOPPED> {
-    if (this.#signal!.aborted) return Promise.resolve(STOPPED);
-    return new Promise((resolve, reject) => {
-      const stop = (): void => resolve(STOPPED);
-      this.#stopWaiters.add(stop);
-      task.then(
-        (value) => {
-          this.#stopWaiters.delete(stop);
-          resolve(value);
-        },
-        (error: unknown) => {
-          this.#stopWaiters.delete(stop);
-          reject(error);
-        },
-      );
-    });
-  }
-
-  /** Inside a slot: the pause, the token, one HTTP exchange; STOPPED if the run stops first. */
+  /** Inside a slot: the pause, the token, one HTTP exchange; STOPPED if the run stops first. Never rejects. */
   async #attempt(request: OutboundRequest): Promise<AttemptOutcome | typeof STOPPED> {
     if (this.#signal?.aborted) return STOPPED;
     if ((this.#gate.active || !this.#bucket.tryTake()) && !(await this.#waitForTurn())) return STOPPED;
     // Checked once more at the last moment: "not started" must mean it never left.
     if (this.#signal?.aborted) return STOPPED;
-    return this.#dispatch(request);
+    this.#requests++;
+    this.#adaptive?.recordSend();
+    if (++this.#inFlight > this.#maxInFlight) this.#maxInFlight = this.#inFlight;
+    try {
+      return await this.#http.request(request);
+    } catch (error) {
+      return { error };
+    } finally {
+      this.#inFlight--;
+    }
   }
 
   /**
@@ -334,20 +306,6 @@ export class DeliveryEngine {
       return true;
     } catch {
       return false; // both only reject when the signal aborts
-    }
-  }
-
-  /** One HTTP exchange, inside a slot, after the token. Resolves with the outcome; never rejects. */
-  async #dispatch(request: OutboundRequest): Promise<AttemptOutcome> {
-    this.#requests++;
-    this.#adaptive?.recordSend();
-    if (++this.#inFlight > this.#maxInFlight) this.#maxInFlight = this.#inFlight;
-    try {
-      return await this.#http.request(request);
-    } catch (error) {
-      return { error };
-    } finally {
-      this.#inFlight--;
     }
   }
 

@@ -1,4 +1,5 @@
 import type { Destination, Encoded } from '../destinations/destination.ts';
+import type { SendResult } from '../delivery/request.ts';
 import type { Transport } from './transport.ts';
 
 /** What became of one conversion handed to `deliver`. */
@@ -7,6 +8,9 @@ export type ItemOutcome =
   | { kind: 'failed'; error: string; attempts: number }
   | { kind: 'deferred' }
   | { kind: 'refused'; reason: string };
+
+/** Shared: on the classic endpoint this is one outcome per request. */
+const SENT: ItemOutcome = Object.freeze({ kind: 'sent' });
 
 /**
  * Sends conversions as the destination groups them and reports an outcome per conversion. A
@@ -24,17 +28,27 @@ export async function deliver(
   return outcomes;
 }
 
-async function sendPlanned(
+/** Not async: on the classic endpoint this runs once per conversion, and the frame cost shows. */
+function sendPlanned(
   destination: Destination,
   transport: Transport,
   request: Parameters<Transport['send']>[0],
   items: readonly Encoded[],
   outcomes: Map<Encoded, ItemOutcome>,
 ): Promise<void> {
-  const result = await transport.send(request);
+  return transport.send(request).then((result) => settle(destination, transport, result, items, outcomes));
+}
+
+function settle(
+  destination: Destination,
+  transport: Transport,
+  result: SendResult,
+  items: readonly Encoded[],
+  outcomes: Map<Encoded, ItemOutcome>,
+): Promise<void> | undefined {
   switch (result.kind) {
     case 'delivered':
-      for (const item of items) outcomes.set(item, { kind: 'sent' });
+      for (const item of items) outcomes.set(item, SENT);
       return;
     case 'failed':
       for (const item of items) outcomes.set(item, { kind: 'failed', error: result.error, attempts: result.attempts });
@@ -45,8 +59,7 @@ async function sendPlanned(
     case 'refused': {
       if (items.length > 1 && destination.splittable) {
         const half = Math.ceil(items.length / 2);
-        await Promise.all([items.slice(0, half), items.slice(half)].map((part) => deliverPart(destination, transport, part, outcomes)));
-        return;
+        return Promise.all([items.slice(0, half), items.slice(half)].map((part) => deliverPart(destination, transport, part, outcomes))).then(() => undefined);
       }
       const reason = `the endpoint refused it: HTTP ${result.status}${result.body ? ` ${truncate(result.body.trim())}` : ''}`;
       for (const item of items) outcomes.set(item, { kind: 'refused', reason });
