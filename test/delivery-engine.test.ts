@@ -138,6 +138,28 @@ test.serial('429 with Retry-After pauses every request, not only the one told; i
   t.is(stats.minEffectiveRate, 700);
 });
 
+test.serial('the request waiting for the slot a 429 frees waits out its Retry-After too', async (t) => {
+  // Sent together at concurrency 1: the second request takes the slot the moment the 429 is
+  // back, before the engine has read its Retry-After; it must still not leave during the pause.
+  let throttledAt = 0;
+  const server = await startServer((_req, res, n) => {
+    if (n === 0) {
+      throttledAt = performance.now();
+      reply(res, 429, '', { 'retry-after': '1' });
+    } else reply(res, 204);
+  });
+  const engine = engineFor({ rateLimit: { concurrency: 1 } });
+  const results = await Promise.all([0, 1, 2].map((i) => engine.send(post(server.url, i))));
+  await engine.close();
+  await server.close();
+  t.is(count(results, 'delivered'), 3);
+  const later = server.arrivals.slice(1);
+  t.true(
+    later.every((at) => at - throttledAt >= 990),
+    `requests arrived ${later.map((at) => Math.round(at - throttledAt)).join(', ')} ms after the 429`,
+  );
+});
+
 test.serial('a Retry-After beyond maxRetryAfterMs is capped', async (t) => {
   let throttledAt = 0;
   const server = await startServer((_req, res, n) => {
