@@ -4,8 +4,8 @@
  *
  * In place of p-limit: on the classic endpoint every conversion is a request that takes a slot,
  * and p-limit's three promises and bound function per task cost 7% of convey's CPU there
- * (200,000 requests, alternating runs; bench/README.md). `stop()` is what the engine needs when a
- * run is told to stop: every waiting task is turned away and never starts.
+ * (200,000 requests, alternating runs; README, "Benchmarks"). `stop()` is what the engine needs
+ * when a run is told to stop: every waiting task is turned away and never starts.
  */
 export class Slots {
   readonly size: number;

@@ -49,7 +49,7 @@ export function optimizelyClassic(config: ClassicDestinationConfig, ledgerKey = 
 
     encode(c): Encoded {
       // Built as one string: this runs once per conversion, and a list of pairs joined at the
-      // end cost about 1.7 KB of garbage each (bench/README.md).
+      // end cost about 1.7 KB of garbage each (README, "Benchmarks").
       let payload = `${fixedHead}&n=${encodeURIComponent(c.eventKey ?? '')}&u=${encodeURIComponent(c.visitorId)}`;
       for (const e of c.experiments) payload += `&x${e.experimentId}=${encodeURIComponent(e.variationIds.join('_'))}`;
       let goals = c.eventId;
