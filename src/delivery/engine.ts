@@ -7,7 +7,7 @@ import { AdaptiveRate } from './adaptive-rate.ts';
 import { createHttpClient, DEFAULT_TIMEOUTS, type HttpClient, type HttpTimeouts } from './http-client.ts';
 import { PauseGate } from './pause-gate.ts';
 import type { OutboundRequest, SendResult } from './request.ts';
-import { resolveRetryOptions, RetryPolicy, type AttemptOutcome, type RetryOptions } from './retry-policy.ts';
+import { resolveRetryOptions, RetryPolicy, type AttemptOutcome, type Decision, type RetryOptions } from './retry-policy.ts';
 import { Slots } from './slots.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -80,6 +80,13 @@ export interface DeliveryStats {
 
 const STOPPED = Symbol('stopped');
 
+/** One request on its way: what the slot task needs, and its retry budget so far. */
+interface Sending {
+  readonly request: OutboundRequest;
+  counted: number;
+  throttled: number;
+}
+
 const finite = (rate: number): number | null => (rate === Infinity ? null : rate);
 
 export class DeliveryEngine {
@@ -93,8 +100,8 @@ export class DeliveryEngine {
    * stops, the requests still waiting for a slot leave at once and never start.
    */
   readonly #slots: Slots;
-  /** `#attempt` bound once: the slot queue passes the request along, so no closure per request. */
-  readonly #attemptInSlot = (request: OutboundRequest): Promise<AttemptOutcome | typeof STOPPED> => this.#attempt(request);
+  /** `#attempt` bound once: the slot queue passes the request along, so no closure per attempt. */
+  readonly #attemptInSlot = (sending: Sending): Promise<Decision | typeof STOPPED> => this.#attempt(sending);
   readonly #gate: PauseGate;
   readonly #bucket: TokenBucket;
   readonly #adaptive: AdaptiveRate | undefined;
@@ -189,17 +196,15 @@ export class DeliveryEngine {
       });
     }
     const signal = this.#signal;
+    const sending: Sending = { request, counted: 0, throttled: 0 };
     let attempts = 0;
-    let counted = 0;
-    let throttled = 0;
     let lastError = '';
     for (;;) {
       if (signal?.aborted) return this.#stopped(attempts, lastError);
-      const outcome = await this.#slots.run(this.#attemptInSlot, request, STOPPED);
-      if (outcome === STOPPED) return this.#stopped(attempts, lastError);
+      const decision = await this.#slots.run(this.#attemptInSlot, sending, STOPPED);
+      if (decision === STOPPED) return this.#stopped(attempts, lastError);
       attempts++;
 
-      const decision = this.#policy.decide(outcome, { counted, throttled });
       switch (decision.action) {
         case 'deliver':
           this.#delivered++;
@@ -224,18 +229,11 @@ export class DeliveryEngine {
       if (decision.status === 429) this.#adaptive?.onThrottled();
       this.#retries++;
       lastError = decision.error;
-      if (decision.throttled) throttled++;
-      else counted++;
+      if (decision.throttled) sending.throttled++;
+      else sending.counted++;
       this.#logger.debug('retrying', { url: request.url, attempts, error: decision.error });
-      if (decision.pauseMs > 0) {
-        if (this.#gate.pauseFor(decision.pauseMs)) {
-          this.#logger.warn('endpoint asked us to wait (Retry-After): destination paused', {
-            pauseMs: Math.round(decision.pauseMs),
-            status: decision.status,
-          });
-        }
-        continue;
-      }
+      // A Retry-After pause is already in force (#attempt); the next attempt waits it out.
+      if (decision.pauseMs > 0) continue;
       if (signal?.aborted) return this.#stopped(attempts, lastError);
       try {
         await this.#clock.sleep(decision.backoffMs, signal);
@@ -276,8 +274,11 @@ export class DeliveryEngine {
     await this.#http.close();
   }
 
-  /** Inside a slot: the pause, the token, one HTTP exchange; STOPPED if the run stops first. Never rejects. */
-  async #attempt(request: OutboundRequest): Promise<AttemptOutcome | typeof STOPPED> {
+  /**
+   * Inside a slot: the pause, the token, one HTTP exchange and the retry table's decision on it;
+   * STOPPED if the run stops first. Never rejects.
+   */
+  async #attempt(sending: Sending): Promise<Decision | typeof STOPPED> {
     if (this.#signal?.aborted) return STOPPED;
     if ((this.#gate.active || !this.#bucket.tryTake()) && !(await this.#waitForTurn())) return STOPPED;
     // Checked once more at the last moment: "not started" must mean it never left.
@@ -285,13 +286,24 @@ export class DeliveryEngine {
     this.#requests++;
     this.#adaptive?.recordSend();
     if (++this.#inFlight > this.#maxInFlight) this.#maxInFlight = this.#inFlight;
+    let outcome: AttemptOutcome;
     try {
-      return await this.#http.request(request);
+      outcome = await this.#http.request(sending.request);
     } catch (error) {
-      return { error };
+      outcome = { error };
     } finally {
       this.#inFlight--;
     }
+    const decision = this.#policy.decide(outcome, sending);
+    // Still inside the slot: the pause must be in force before the slot passes to the next
+    // request, or that one leaves during the pause the endpoint just asked for.
+    if (decision.action === 'retry' && decision.pauseMs > 0 && this.#gate.pauseFor(decision.pauseMs)) {
+      this.#logger.warn('endpoint asked us to wait (Retry-After): destination paused', {
+        pauseMs: Math.round(decision.pauseMs),
+        status: decision.status,
+      });
+    }
+    return decision;
   }
 
   /**

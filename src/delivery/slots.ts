@@ -14,6 +14,13 @@ export class Slots {
   /** Waiting tasks' resolvers; `#head` is the next to go (a queue without shift()'s copying). */
   #waiting: Array<((granted: boolean) => void) | undefined> = [];
   #head = 0;
+  /** Gives a finished task's slot back; bound once, not a closure per task. */
+  readonly #release = (): void => {
+    const next = this.#next();
+    // The slot passes straight to the next task: #active stays the same.
+    if (next) next(true);
+    else this.#active--;
+  };
 
   constructor(size: number) {
     this.size = size;
@@ -47,16 +54,11 @@ export class Slots {
   }
 
   #hold<A, R>(task: (arg: A) => Promise<R>, arg: A): Promise<R> {
-    const release = (): void => {
-      const next = this.#next();
-      // The slot passes straight to the next task: #active stays the same.
-      if (next) next(true);
-      else this.#active--;
-    };
     const running = task(arg);
-    running.then(release, release);
+    running.then(this.#release, this.#release);
     return running;
   }
+
 
   #next(): ((granted: boolean) => void) | undefined {
     if (this.#head >= this.#waiting.length) return undefined;
