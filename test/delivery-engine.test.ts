@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { Agent } from 'undici';
 import { DeliveryEngine, type DeliveryOptions } from '../src/delivery/engine.ts';
 import { MAX_ERROR_BODY_CHARS, splitUrl } from '../src/delivery/http-client.ts';
@@ -81,6 +81,27 @@ function seeded(seed: number): () => number {
 
 const count = (results: SendResult[], kind: SendResult['kind']) => results.filter((r) => r.kind === kind).length;
 
+/** A server that answers the first request `status` with `retryAfter`, and the rest with `rest`. */
+async function startThrottlingOnce(status: number, retryAfter: string, rest: (res: ServerResponse) => void) {
+  let throttledAt = 0;
+  const server = await startServer((_req, res, n) => {
+    if (n === 0) {
+      throttledAt = performance.now();
+      reply(res, status, '', { 'retry-after': retryAfter });
+    } else rest(res);
+  });
+  return { server, throttledAt: () => throttledAt };
+}
+
+/** No request after the throttled one arrived before its Retry-After of 1 s ran out. */
+function assertPauseHeld(t: ExecutionContext, server: TestServer, throttledAt: number): void {
+  const later = server.arrivals.slice(1);
+  t.true(
+    later.every((at) => at - throttledAt >= 990),
+    `requests arrived ${later.map((at) => Math.round(at - throttledAt)).join(', ')} ms after the 429`,
+  );
+}
+
 test.serial('30% of answers are 500: every request is eventually delivered and every attempt counted', async (t) => {
   const random = seeded(42);
   let errors = 0;
@@ -108,13 +129,7 @@ test.serial('30% of answers are 500: every request is eventually delivered and e
 });
 
 test.serial('429 with Retry-After pauses every request, not only the one told; it does not use up an attempt', async (t) => {
-  let throttledAt = 0;
-  const server = await startServer((_req, res, n) => {
-    if (n === 0) {
-      throttledAt = performance.now();
-      reply(res, 429, 'slow down', { 'retry-after': '1' });
-    } else setTimeout(() => reply(res, 204), 5);
-  });
+  const { server, throttledAt } = await startThrottlingOnce(429, '1', (res) => setTimeout(() => reply(res, 204), 5));
   // maxAttempts 1: had the 429 counted, the first request would fail instead of being retried.
   const engine = engineFor({ rateLimit: { perSecond: 1000, concurrency: 4 }, retry: { maxAttempts: 1 } });
   const first = engine.send(post(server.url, 0));
@@ -126,11 +141,7 @@ test.serial('429 with Retry-After pauses every request, not only the one told; i
 
   t.is(count(results, 'delivered'), 21);
   t.like(results[0], { kind: 'delivered', attempts: 2 });
-  const later = server.arrivals.slice(1);
-  t.true(
-    later.every((at) => at - throttledAt >= 990),
-    `requests arrived ${later.map((at) => Math.round(at - throttledAt)).join(', ')} ms after the 429`,
-  );
+  assertPauseHeld(t, server, throttledAt());
   const stats = engine.stats();
   t.is(stats.status429, 1);
   t.true(stats.pausedMs >= 990 && stats.pausedMs <= 1100, `pausedMs ${stats.pausedMs}`);
@@ -140,40 +151,24 @@ test.serial('429 with Retry-After pauses every request, not only the one told; i
 
 test.serial('the request waiting for the slot a 429 frees waits out its Retry-After too', async (t) => {
   // Sent together at concurrency 1: the second request takes the slot the moment the 429 is
-  // back, before the engine has read its Retry-After; it must still not leave during the pause.
-  let throttledAt = 0;
-  const server = await startServer((_req, res, n) => {
-    if (n === 0) {
-      throttledAt = performance.now();
-      reply(res, 429, '', { 'retry-after': '1' });
-    } else reply(res, 204);
-  });
+  // back; it must still not leave during the pause the 429 asked for.
+  const { server, throttledAt } = await startThrottlingOnce(429, '1', (res) => reply(res, 204));
   const engine = engineFor({ rateLimit: { concurrency: 1 } });
   const results = await Promise.all([0, 1, 2].map((i) => engine.send(post(server.url, i))));
   await engine.close();
   await server.close();
   t.is(count(results, 'delivered'), 3);
-  const later = server.arrivals.slice(1);
-  t.true(
-    later.every((at) => at - throttledAt >= 990),
-    `requests arrived ${later.map((at) => Math.round(at - throttledAt)).join(', ')} ms after the 429`,
-  );
+  assertPauseHeld(t, server, throttledAt());
 });
 
 test.serial('a Retry-After beyond maxRetryAfterMs is capped', async (t) => {
-  let throttledAt = 0;
-  const server = await startServer((_req, res, n) => {
-    if (n === 0) {
-      throttledAt = performance.now();
-      reply(res, 503, '', { 'retry-after': new Date(Date.now() + 3_600_000).toUTCString() });
-    } else reply(res, 200, 'ok');
-  });
+  const { server, throttledAt } = await startThrottlingOnce(503, new Date(Date.now() + 3_600_000).toUTCString(), (res) => reply(res, 200, 'ok'));
   const engine = engineFor({ retry: { maxRetryAfterMs: 150 } });
   const result = await engine.send(post(server.url));
   await engine.close();
   await server.close();
   t.like(result, { kind: 'delivered', status: 200, attempts: 2 });
-  const waited = server.arrivals[1]! - throttledAt;
+  const waited = server.arrivals[1]! - throttledAt();
   t.true(waited >= 145 && waited < 600, `retried after ${Math.round(waited)} ms`);
 });
 
