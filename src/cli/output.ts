@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream';
 import type { RunCounts } from '../pipeline/counts.ts';
 import type { RunSummary } from '../pipeline/run-job.ts';
-import type { Window } from '../source/pages.ts';
+import type { Window } from '../time/window.ts';
 
 const n = (value: number): string => value.toLocaleString('en-US');
 

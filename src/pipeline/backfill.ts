@@ -1,4 +1,4 @@
-import type { Window } from '../source/pages.ts';
+import type { Window } from '../time/window.ts';
 import { finishBackfill, finishChunk, openBackfill } from '../state/sql/backfills.ts';
 import { parseFixedDuration } from '../time/instant.ts';
 import { zeroCounts, addCounts, type RunCounts } from './counts.ts';

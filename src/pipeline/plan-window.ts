@@ -2,7 +2,7 @@ import type { JobConfig } from '../config/project.ts';
 import type { Destination } from '../destinations/destination.ts';
 import type { OutboundRequest } from '../delivery/request.ts';
 import type { Source } from '../source/connect.ts';
-import type { Window } from '../source/pages.ts';
+import type { Window } from '../time/window.ts';
 import type { Queryable } from '../state/db.ts';
 import { countOpen, keyOf, lookup, type ExistingEntry } from '../state/sql/ledger.ts';
 import type { RejectInput } from '../state/sql/rejects.ts';

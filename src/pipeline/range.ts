@@ -1,6 +1,6 @@
 import { DateTime, Duration } from 'luxon';
 import { ConveyError } from '../errors.ts';
-import type { Window } from '../source/pages.ts';
+import type { Window } from '../time/window.ts';
 import { addMicros, fromEpochMillis, parseFixedDuration, parseInstant, type Instant } from '../time/instant.ts';
 
 /**

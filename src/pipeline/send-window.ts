@@ -2,7 +2,7 @@ import type { JobConfig } from '../config/project.ts';
 import type { Destination } from '../destinations/destination.ts';
 import type { Logger } from '../log.ts';
 import type { Source } from '../source/connect.ts';
-import type { Window } from '../source/pages.ts';
+import type { Window } from '../time/window.ts';
 import type { Db } from '../state/db.ts';
 import { claimForResend, claimNew, createBatch, finishBatch, keyOf, lookup, release, type Settlement } from '../state/sql/ledger.ts';
 import { recordRejects, resolveRejects, type RejectInput } from '../state/sql/rejects.ts';

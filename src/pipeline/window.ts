@@ -1,5 +1,5 @@
 import type { JobConfig } from '../config/project.ts';
-import type { Window } from '../source/pages.ts';
+import type { Window } from '../time/window.ts';
 import { addMicros, fromMicros, maxInstant, type Instant } from '../time/instant.ts';
 
 /**

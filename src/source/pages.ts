@@ -4,13 +4,7 @@ import { ConveyError } from '../errors.ts';
 import { parseInstant, type Instant } from '../time/instant.ts';
 import { bindNamed, statementBody, UnknownParameterError } from './bind.ts';
 import type { Source, SourceRow } from './connect.ts';
-
-export interface Window {
-  /** Inclusive. */
-  start: Instant;
-  /** Exclusive. */
-  end: Instant;
-}
+import type { Window } from '../time/window.ts';
 
 export interface Mapping {
   /** The job's SQL, as written. */

@@ -1,5 +1,5 @@
 import { parseInstant, type Instant } from '../../time/instant.ts';
-import type { Window } from '../../source/pages.ts';
+import type { Window } from '../../time/window.ts';
 import type { Queryable } from '../db.ts';
 
 export interface BackfillRecord {
