@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'MAPPING_INVALID'
   /** The source database refused the job's SQL or could not be reached. */
   | 'SOURCE_ERROR'
+  /** The source's engine needs a driver package that is not installed. Nothing was sent. */
+  | 'SOURCE_DRIVER_MISSING'
   /** The state store could not be reached, or its schema is not migrated. */
   | 'STATE_ERROR'
   /** Another run holds the job (or the embedded state store). Nothing was sent. */

@@ -292,7 +292,7 @@ test('an unreachable state store exits 4 and an unreachable source exits 3, each
     writeFileSync(join(project.dir, 'config', 'default.json'), JSON.stringify({ sources: { warehouse: { client: 'pg', connection: 'postgres://postgres@127.0.0.1:1/none' } } }));
     const source = await project.cli(['run', 'orders']);
     t.is(source.code, 3);
-    t.regex(source.stderr, /source \\"warehouse\\" refused the query: connect ECONNREFUSED.*Check the connection of source \\"warehouse\\" in config\/default.json/);
+    t.regex(source.stderr, /source \\"warehouse\\" cannot be reached: connect ECONNREFUSED.*Check the connection of source \\"warehouse\\" in config\/default.json/);
     t.is(receiver.stats().requests, 0);
   });
 });

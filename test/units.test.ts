@@ -5,7 +5,11 @@ import { interpolate } from '../src/config/interpolate.ts';
 import { Frontier } from '../src/pipeline/frontier.ts';
 import { chunkRange, parseRange } from '../src/pipeline/range.ts';
 import { incrementalWindow } from '../src/pipeline/window.ts';
-import { bindNamed, UnknownParameterError } from '../src/source/bind.ts';
+import type { Param } from '../src/source/driver.ts';
+import { duckdbDialect } from '../src/source/duckdb/dialect.ts';
+import { mysqlDialect } from '../src/source/mysql/dialect.ts';
+import { postgresDialect } from '../src/source/postgres/dialect.ts';
+import { bindNamed, MYSQL_LEXER, parameterNames, POSTGRES_LEXER, statementBody, UnknownParameterError } from '../src/source/sql-text.ts';
 import { parseFixedDuration, parseInstant, toEpochMillis, toEpochSeconds, type Instant } from '../src/time/instant.ts';
 import type { JobConfig } from '../src/config/project.ts';
 
@@ -56,15 +60,41 @@ test('backfill ranges: dates are whole local days, --to exclusive, chunks follow
   t.throws(() => parseRange('2026-03-01', '2026-03-02', 'Mars/Olympus'), { message: /not an IANA time zone/ });
 });
 
-test('named parameters are bound outside comments, strings, quoted names and dollar quotes', (t) => {
+test('named parameters are bound outside comments, strings, quoted names and dollar quotes, in each dialect', (t) => {
+  const at = (value: string): Param => ({ type: 'instant', value });
+  const params = { window_start: at('S'), window_end: at('E') };
   const sql = `select ':window_start' as s, "a:window_end" as q, $$ :window_end $$ as d, x::text -- :window_end
   /* :nope /* nested :nope */ */ from t where a >= :window_start and b < :window_end and c = :window_start and j ? 'k'`;
-  const bound = bindNamed(sql, { window_start: 'S', window_end: 'E' });
-  t.deepEqual(bound.values, ['S', 'E']);
-  t.true(bound.text.endsWith("where a >= $1 and b < $2 and c = $1 and j ? 'k'"));
+  const bound = bindNamed(sql, params, postgresDialect);
+  t.deepEqual(bound.values, ['S', 'E', 'S']);
+  t.true(bound.text.endsWith("where a >= $1::timestamptz and b < $2::timestamptz and c = $3::timestamptz and j ? 'k'"));
   t.true(bound.text.includes("':window_start' as s") && bound.text.includes('"a:window_end"') && bound.text.includes('$$ :window_end $$') && bound.text.includes('x::text -- :window_end'));
-  t.throws(() => bindNamed('select :window_stop', { window_start: 1 }), { instanceOf: UnknownParameterError, message: /:window_stop/ });
-  t.deepEqual(bindNamed("select E'it\\'s :not'", {}).values, []);
+  t.throws(() => bindNamed('select :window_stop', params, postgresDialect), { instanceOf: UnknownParameterError, message: /:window_stop/ });
+  t.deepEqual(bindNamed("select E'it\\'s :not'", {}, postgresDialect).values, []);
+
+  // MySQL: backslash escapes in '…' and "…" strings, backtick names, # comments, `--` only before a space,
+  // non-nesting block comments, and one ? per occurrence.
+  const my = bindNamed(
+    "select 'it\\'s :no', \"say \\\":no\\\"\", `a:no` # :no\n from t /* :no /* */ where a >= :window_start and b < :window_end and c = 1--:window_start\n",
+    { window_start: at('2026-03-01T00:00:00.000001Z'), window_end: at('2026-03-02T00:00:00.000000Z') },
+    mysqlDialect,
+  );
+  // UTC text without a zone, with its microseconds: DATETIME(6) keeps them.
+  t.deepEqual(my.values, ['2026-03-01 00:00:00.000001', '2026-03-02 00:00:00.000000', '2026-03-01 00:00:00.000001']);
+  t.true(my.text.includes('where a >= cast(? as datetime(6)) and b < cast(? as datetime(6)) and c = 1--cast(? as datetime(6))'), my.text);
+  t.true(my.text.includes("'it\\'s :no'") && my.text.includes('`a:no` # :no'));
+  t.deepEqual(parameterNames("select :a, ':b', `:c` -- :d\n, :e", MYSQL_LEXER), ['a', 'e']);
+
+  // DuckDB: PostgreSQL's lexing, its own casts; a list is one placeholder per value.
+  const duck = bindNamed('select * from t where id in (:ids) and at >= :window_start', { ids: { type: 'text list', value: ['a', 'b'] }, window_start: at('S') }, duckdbDialect);
+  t.is(duck.text, 'select * from t where id in ($1::VARCHAR, $2::VARCHAR) and at >= $3::TIMESTAMPTZ');
+  t.deepEqual(duck.values, ['a', 'b', 'S']);
+});
+
+test('a statement ends at its last token: trailing semicolons and comments go, in each dialect', (t) => {
+  t.is(statementBody("select 1 -- a\n; -- refunds are another job\n", POSTGRES_LEXER), 'select 1');
+  t.is(statementBody("select ';' as s; /* done */", POSTGRES_LEXER), "select ';' as s");
+  t.is(statementBody('select 1; # MySQL comment\n', MYSQL_LEXER), 'select 1');
 });
 
 test('JSON objects keep the order they were written in, even with numeric keys', (t) => {

@@ -4,7 +4,7 @@ import { createDeliveryEngine } from '../delivery/engine.ts';
 import { createDestination, type ResolvedDestination } from '../destinations/index.ts';
 import { ConveyError } from '../errors.ts';
 import { ndjsonTransport, type Transport } from '../pipeline/transport.ts';
-import { openSource, type Source } from '../source/connect.ts';
+import { openSource, type Source } from '../source/open.ts';
 import { existsSync } from 'node:fs';
 import { migrations } from '../../migrations/index.ts';
 import { pendingMigrations } from '../state/migrate.ts';
@@ -65,7 +65,7 @@ export async function withStateReadOnly<T>(io: CliIO, project: Project, command:
 }
 
 export async function withSource<T>(job: JobConfig, command: string, fn: (source: Source) => Promise<T>): Promise<T> {
-  const source = await openSource(job.source, command);
+  const source = await openSource(job.source, { command });
   try {
     return await fn(source);
   } finally {

@@ -1,8 +1,7 @@
 import type { JobConfig, Project } from '../config/project.ts';
 import type { ResolvedDestination } from '../destinations/index.ts';
 import type { RunJobDeps, RunSummary } from '../pipeline/run-job.ts';
-import { mappingOf } from '../pipeline/checked-batches.ts';
-import { countWindow } from '../source/pages.ts';
+import { newSpoolStats } from '../source/spool.ts';
 import { systemClock } from '../time/clock.ts';
 import { createTransport, withSource, withState } from './context.ts';
 import { exitCodeForStatus } from './exit-codes.ts';
@@ -25,17 +24,15 @@ export async function executeCommand(
   return withState(io, project, options.command, async (store) => {
     const go = async (source: RunJobDeps['source']): Promise<RunSummary> => {
       const transport = createTransport(io, job, resolved, store.db.lockLost);
-      // On a terminal only: a live line, with an ETA once the window's row count is known.
-      const progress =
-        io.isTTY && !options.json
-          ? new ProgressLine(io.stderr, options.progressLabel, source ? (window) => countWindow(source, mappingOf(job), window) : undefined)
-          : undefined;
+      // On a terminal only: a live line, with an ETA once the source has handed over the window.
+      const readStats = newSpoolStats();
+      const progress = io.isTTY && !options.json ? new ProgressLine(io.stderr, options.progressLabel, readStats) : undefined;
       let summary: RunSummary;
       try {
         summary = await run(
           {
             db: store.db,
-            ...(source ? { source } : {}),
+            ...(source ? { source, readStats } : {}),
             destination: resolved.destination,
             transport,
             job,
@@ -43,7 +40,7 @@ export async function executeCommand(
             logger: io.logger.child({ job: job.name }),
             signal: io.signal,
             describeHolder: store.describeHolder,
-            ...(progress ? { onProgress: (counts, window) => progress.update(counts, window) } : {}),
+            ...(progress ? { onProgress: (counts) => progress.update(counts) } : {}),
           },
           progress,
         );

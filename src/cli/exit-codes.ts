@@ -31,6 +31,7 @@ export function exitCodeForError(code: ErrorCode): number {
   switch (code) {
     case 'CONFIG_INVALID':
     case 'MAPPING_INVALID':
+    case 'SOURCE_DRIVER_MISSING':
     case 'USAGE':
       return ExitCode.CONFIG;
     case 'SOURCE_ERROR':

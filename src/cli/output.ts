@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream';
 import type { RunCounts } from '../pipeline/counts.ts';
 import type { RunSummary } from '../pipeline/run-job.ts';
-import type { Window } from '../time/window.ts';
+import type { SpoolStats } from '../source/spool.ts';
 
 const n = (value: number): string => value.toLocaleString('en-US');
 
@@ -39,39 +39,26 @@ export function formatSummary(s: RunSummary): string {
 
 /**
  * A live progress line on a terminal (never when output is a pipe or a file): sent, rate, errors,
- * and an ETA when the window's row count is known.
+ * and an ETA once the source has handed over the whole window (the spool counts it: no second
+ * query, which on a warehouse would be a second billed scan).
  */
 export class ProgressLine {
   private last = 0;
   private readonly started = performance.now();
-  private total: number | undefined;
   private shown = false;
-
-  private counting = false;
 
   constructor(
     private readonly out: Writable & { isTTY?: boolean; columns?: number },
     private label: string,
-    /** Counts the rows of a window (a query on the source), for the ETA. */
-    private readonly count?: (window: Window) => Promise<number>,
+    private readonly read?: SpoolStats,
   ) {}
 
   setLabel(label: string): void {
     this.label = label;
   }
 
-  setTotal(total: number): void {
-    this.total = total;
-  }
-
-  update(counts: RunCounts, window?: Window | null): void {
-    if (window && this.count && !this.counting) {
-      this.counting = true;
-      this.count(window).then(
-        (total) => this.setTotal(total),
-        () => undefined, // no ETA then; the run itself reports any source problem
-      );
-    }
+  update(counts: RunCounts): void {
+    const total = this.read?.readComplete ? this.read.rowsRead : undefined;
     const now = performance.now();
     if (now - this.last < 200) return;
     this.last = now;
@@ -79,10 +66,10 @@ export class ProgressLine {
     const done = counts.read;
     const rate = seconds > 0 ? counts.sent / seconds : 0;
     let eta = '';
-    if (this.total && done > 0 && done < this.total) {
-      eta = `, ETA ${formatDuration(((this.total - done) / done) * seconds * 1000)}`;
+    if (total && done > 0 && done < total) {
+      eta = `, ETA ${formatDuration(((total - done) / done) * seconds * 1000)}`;
     }
-    const of = this.total ? `/${n(this.total)}` : '';
+    const of = total ? `/${n(total)}` : '';
     const text = `${this.label}: read ${n(done)}${of}, sent ${n(counts.sent)} (${n(Math.round(rate))}/s), already ${n(counts.alreadySent)}, rejected ${n(counts.rejected)}, failed ${n(counts.failed)}${eta}`;
     this.out.write(`\r${text.slice(0, (this.out.columns ?? 120) - 1)}\x1b[K`);
     this.shown = true;

@@ -13,18 +13,27 @@ import { validateJobSettings, validateProjectConfig } from './schema-check.ts';
  * objects and never looks at files or the environment again.
  */
 
-export interface SourceConfig {
+interface SourceBase {
   name: string;
   /** Where it was defined, for messages. */
   file: string;
-  client: 'pg' | 'pglite';
-  /** pg: a URL or a pg connection object. */
-  connection?: string | Record<string, unknown>;
-  poolMax?: number;
   statementTimeoutMs?: number;
-  /** pglite: absolute folder of the embedded database. */
-  dataDir?: string;
+  /** How long a window's query may wait for the sender before the rest is read into a spool file. */
+  spoolAfterMs: number;
 }
+
+export type SourceConfig =
+  /** A PostgreSQL server: a URL or a node-postgres connection object. */
+  | (SourceBase & { client: 'pg'; connection: string | Record<string, unknown>; poolMax?: number })
+  /** Embedded PostgreSQL: the absolute folder of its database. */
+  | (SourceBase & { client: 'pglite'; dataDir: string })
+  /** DuckDB: a database file (absolute), or none for files queried in place; relative paths in the SQL are read from `projectDir`. */
+  | (SourceBase & { client: 'duckdb'; path?: string; projectDir: string })
+  /** MySQL 8 or MariaDB 10.6+: a mysql:// URL or a mysql2 connection object. */
+  | (SourceBase & { client: 'mysql'; connection: string | Record<string, unknown>; poolMax?: number });
+
+/** The spool's default: a minute of flow control is harmless to any source; hours are not. */
+const SPOOL_AFTER_DEFAULT = 'PT30S';
 
 export interface EventsDestinationConfig {
   type: 'optimizely-events';
@@ -123,6 +132,7 @@ export function loadProject(dir: string, env: NodeJS.ProcessEnv): Project {
       continue;
     }
     const parsed = readJson(path, file);
+    refuseRedshift(parsed, file);
     // Checked before interpolation, so a missing variable in an unused source is not an error.
     const problems = validateProjectConfig(structuredClone(parsed));
     if (problems.length) throw invalid(file, problems);
@@ -271,23 +281,53 @@ export function resolveSource(project: Project, name: string, referencedFrom: st
   }
   const value = interpolate(entry.value, project.env, entry.file, `sources.${name}`) as {
     client: string;
-    connection?: string | Record<string, unknown>;
+    connection: string | Record<string, unknown>;
     pool?: { max?: number };
     statementTimeoutMs?: number;
-    dataDir?: string;
+    spoolAfter?: string;
+    dataDir: string;
+    path?: string;
   };
-  if (value.client === 'pglite') {
-    const dataDir = value.dataDir ?? '';
-    return { name, file: entry.file, client: 'pglite', dataDir: isAbsolute(dataDir) ? dataDir : join(project.dir, dataDir) };
+  const inProject = (path: string): string => (isAbsolute(path) ? path : join(project.dir, path));
+  const spoolAfter = value.spoolAfter ?? SPOOL_AFTER_DEFAULT;
+  const spoolAfterMicros = parseFixedDuration(spoolAfter);
+  if (spoolAfterMicros === undefined) {
+    throw invalid(entry.file, [`sources.${name}.spoolAfter "${spoolAfter}" must be an ISO 8601 duration, e.g. "PT30S" (or "PT0S" to spool every window)`]);
   }
-  return {
+  const base = {
     name,
     file: entry.file,
-    client: 'pg',
-    ...(value.connection === undefined ? {} : { connection: value.connection }),
-    ...(value.pool?.max ? { poolMax: value.pool.max } : {}),
-    ...(value.statementTimeoutMs === undefined ? {} : { statementTimeoutMs: value.statementTimeoutMs }),
+    spoolAfterMs: Number(spoolAfterMicros / 1000n),
+    ...(value.statementTimeoutMs ? { statementTimeoutMs: value.statementTimeoutMs } : {}),
   };
+  const pool = value.pool?.max ? { poolMax: value.pool.max } : {};
+  switch (value.client) {
+    case 'pglite':
+      return { ...base, client: 'pglite', dataDir: inProject(value.dataDir) };
+    case 'duckdb':
+      return { ...base, client: 'duckdb', projectDir: project.dir, ...(value.path ? { path: inProject(value.path) } : {}) };
+    case 'mysql':
+    case 'mariadb':
+      return { ...base, client: 'mysql', connection: value.connection, ...pool };
+    default:
+      return { ...base, client: 'pg', connection: value.connection, ...pool };
+  }
+}
+
+/**
+ * knex's PostgreSQL client used to be offered for Redshift, untested: convey's SQL around a job
+ * used PostgreSQL arrays, which Redshift lacks, and no Redshift ran in the tests. An engine is
+ * claimed only where the contract suite has run on it.
+ */
+function refuseRedshift(parsed: unknown, file: string): void {
+  const sources = (parsed as { sources?: Record<string, { client?: unknown }> } | null)?.sources ?? {};
+  for (const [name, source] of Object.entries(sources)) {
+    if (source?.client === 'redshift') {
+      throw new ConveyError('CONFIG_INVALID', `${file}: sources.${name}.client "redshift" is not supported`, {
+        hint: 'Export the window to Parquet (UNLOAD … FORMAT PARQUET) and read it with "client": "duckdb": README "Sources" shows the route end to end.',
+      });
+    }
+  }
 }
 
 function duration(text: string, key: string, file: string): bigint {

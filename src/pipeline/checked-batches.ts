@@ -1,12 +1,15 @@
 import { checkRow } from '../check/check-row.ts';
 import type { JobConfig } from '../config/project.ts';
 import type { Destination, Encoded } from '../destinations/destination.ts';
-import type { Source, SourceRow } from '../source/connect.ts';
-import { incompleteRows, readPages, type Mapping } from '../source/pages.ts';
+import type { SourceRow } from '../source/driver.ts';
+import { describeMapping, type DescribedMapping, type Mapping } from '../source/mapping.ts';
+import { ConveyError } from '../errors.ts';
+import type { Source } from '../source/open.ts';
+import { readWindow, type ReadOptions } from '../source/read-window.ts';
 import type { Window } from '../time/window.ts';
 import { keyOf, type ClaimItem } from '../state/sql/ledger.ts';
 import type { RejectInput } from '../state/sql/rejects.ts';
-import { parseInstant, type Instant } from '../time/instant.ts';
+import type { Instant } from '../time/instant.ts';
 
 export type Item = ClaimItem & Encoded;
 
@@ -22,10 +25,25 @@ export interface CheckedBatch {
   rows: Map<Item, SourceRow>;
 }
 
-/** Rows the keyset reader cannot page are capped per run: they are reported, not processed. */
-const INCOMPLETE_LIMIT = 1000;
+/**
+ * Rows with a NULL cursor belong to no window, so every run reads them again (a mapping that does
+ * not filter on :window_start sees them all): at most this many are reported per read.
+ */
+const NULL_CURSOR_LIMIT = 1000;
 
 export const mappingOf = (job: JobConfig): Mapping => ({ sql: job.sql, file: job.sqlFile, cursor: job.cursor });
+
+/** Before anything is read or sent: the job's SQL must return what the destination needs. */
+export async function describeJobMapping(source: Source, job: JobConfig, destination: Destination, window: Window): Promise<DescribedMapping> {
+  const mapping = await describeMapping(source, mappingOf(job), window);
+  const problems = destination.checkColumns(mapping.names);
+  if (problems.length) {
+    throw new ConveyError('MAPPING_INVALID', problems.map((p) => `${job.sqlFile}: ${p}`).join('\n'), {
+      hint: `${destination.label} cannot send this mapping; fix the SELECT in ${job.sqlFile}.`,
+    });
+  }
+  return mapping;
+}
 
 /**
  * Reads a window and turns its rows into batches of encoded conversions, checking every row on
@@ -34,27 +52,23 @@ export const mappingOf = (job: JobConfig): Mapping => ({ sql: job.sql, file: job
  */
 export async function* checkedBatches(
   source: Source,
+  mapping: DescribedMapping,
   job: JobConfig,
   destination: Destination,
   window: Window,
-  options: { signal?: AbortSignal; conversionIds?: readonly string[] } = {},
+  options: Omit<ReadOptions, 'fetchRows'>,
 ): AsyncGenerator<CheckedBatch> {
-  const mapping = mappingOf(job);
-  if (!options.conversionIds) {
-    const incomplete = await incompleteRows(source, mapping, window, INCOMPLETE_LIMIT);
-    if (incomplete.length) {
-      yield { read: incomplete.length, items: [], rejects: incomplete.map((row) => rejectRow(row, job.cursor)), highCursor: undefined, rows: new Map() };
-    }
-  }
-
   let batch = emptyBatch();
   let keys = new Map<string, Item>();
-  for await (const page of readPages(source, mapping, window, {
-    pageSize: job.pageSize,
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.conversionIds ? { conversionIds: options.conversionIds } : {}),
-  })) {
+  let nullCursors = 0;
+  for await (const page of readWindow(source, mapping, window, { ...options, fetchRows: job.pageSize })) {
     for (const row of page) {
+      if (row[job.cursor] === null) {
+        if (++nullCursors > NULL_CURSOR_LIMIT) continue;
+        batch.read++;
+        batch.rejects.push(nullCursorReject(row, job.cursor));
+        continue;
+      }
       batch.read++;
       const checked = checkRow(row, job.cursor);
       if (!checked.ok) {
@@ -104,15 +118,12 @@ function emptyBatch(): CheckedBatch {
   return { read: 0, items: [], rejects: [], highCursor: undefined, rows: new Map() };
 }
 
-function rejectRow(row: SourceRow, cursorColumn: string): RejectInput {
-  const cursor = parseInstant(row[cursorColumn]);
+function nullCursorReject(row: SourceRow, cursorColumn: string): RejectInput {
   const id = row.conversion_id;
-  return cursor
-    ? { cursor, reasonCode: 'missing_conversion_id', reason: 'conversion_id is empty', row }
-    : {
-        ...(id === null || id === undefined ? {} : { conversionId: String(id) }),
-        reasonCode: 'missing_cursor',
-        reason: `${cursorColumn} is empty: the row belongs to no window and can never be read`,
-        row,
-      };
+  return {
+    ...(id === null || id === undefined ? {} : { conversionId: String(id) }),
+    reasonCode: 'missing_cursor',
+    reason: `${cursorColumn} is empty: the row belongs to no window and can never be read`,
+    row,
+  };
 }

@@ -1,7 +1,9 @@
 import type { JobConfig } from '../config/project.ts';
 import type { Destination } from '../destinations/destination.ts';
 import type { OutboundRequest } from '../delivery/request.ts';
-import type { Source } from '../source/connect.ts';
+import type { DescribedMapping } from '../source/mapping.ts';
+import type { Source } from '../source/open.ts';
+import type { Clock } from '../time/clock.ts';
 import type { Window } from '../time/window.ts';
 import type { Queryable } from '../state/db.ts';
 import { countOpen, keyOf, lookup, type ExistingEntry } from '../state/sql/ledger.ts';
@@ -31,6 +33,8 @@ export interface PlanDeps {
   /** Undefined when no state exists yet: an empty ledger. */
   state: Queryable | undefined;
   source: Source;
+  mapping: DescribedMapping;
+  clock: Clock;
   destination: Destination;
   job: JobConfig;
   signal: AbortSignal;
@@ -70,7 +74,7 @@ export async function planWindow(deps: PlanDeps, window: Window, options: { samp
     if (examples.length < EXAMPLES_PER_REASON) examples.push({ conversionId: r.conversionId ?? null, reason: r.reason });
   };
 
-  for await (const batch of checkedBatches(deps.source, deps.job, destination, window, { signal: deps.signal })) {
+  for await (const batch of checkedBatches(deps.source, deps.mapping, deps.job, destination, window, { clock: deps.clock, signal: deps.signal })) {
     result.read += batch.read;
     batch.rejects.forEach(reject);
     const existing = deps.state ? await lookup(deps.state, destination.key, batch.items) : new Map<string, ExistingEntry>();

@@ -2,8 +2,8 @@ import type { JobConfig } from '../config/project.ts';
 import type { Destination } from '../destinations/destination.ts';
 import { ConveyError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Source } from '../source/connect.ts';
-import { describeMapping } from '../source/pages.ts';
+import type { Source } from '../source/open.ts';
+import type { SpoolStats } from '../source/spool.ts';
 import type { Window } from '../time/window.ts';
 import type { Db } from '../state/db.ts';
 import { countOpenRejects } from '../state/sql/rejects.ts';
@@ -11,7 +11,7 @@ import { finishRun, updateRunWindow, type RunMode, type RunStatus } from '../sta
 import { readWatermark } from '../state/sql/watermarks.ts';
 import type { Clock } from '../time/clock.ts';
 import type { Instant } from '../time/instant.ts';
-import { mappingOf } from './checked-batches.ts';
+import { describeJobMapping } from './checked-batches.ts';
 import { zeroCounts, type RunCounts } from './counts.ts';
 import { holdJob } from './job-lock.ts';
 import { sendOpenConversions, type SendOpenDeps } from './send-open.ts';
@@ -46,6 +46,8 @@ export interface RunJobDeps {
   /** Tells a second process which run holds an embedded store. */
   describeHolder?: (info: Record<string, unknown>) => void;
   onProgress?: (counts: RunCounts, window: Window | null) => void;
+  /** Filled in by the source read as it goes (for the progress line's total). */
+  readStats?: SpoolStats;
 }
 
 /** What one kind of run does once it holds the job. */
@@ -95,16 +97,8 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
     if (held.crashedRuns.length) {
       deps.logger.warn(`run(s) ${held.crashedRuns.join(', ')} of this job ended without finishing; their unfinished conversions are sent first`);
     }
-    if (window && deps.source) {
-      // Before anything is sent: the mapping must return what the destination needs.
-      const columns = await describeMapping(deps.source, mappingOf(job), window);
-      const problems = deps.destination.checkColumns(columns);
-      if (problems.length) {
-        throw new ConveyError('MAPPING_INVALID', problems.map((p) => `${job.sqlFile}: ${p}`).join('\n'), {
-          hint: `${deps.destination.label} cannot send this mapping; fix the SELECT in ${job.sqlFile}.`,
-        });
-      }
-    }
+    // Before anything is sent: the mapping must return what the destination needs.
+    const mapping = window && deps.source ? await describeJobMapping(deps.source, job, deps.destination, window) : undefined;
     const progress = (): void => deps.onProgress?.(counts, window);
     // Stop reading when told to, or when the job's lock is lost (another worker may take it).
     const signal = AbortSignal.any([deps.signal, db.lockLost]);
@@ -115,7 +109,7 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       window,
       watermarkBefore: before,
       open,
-      send: deps.source ? { ...open, source: deps.source, logger: deps.logger } : undefined,
+      send: deps.source && mapping ? { ...open, source: deps.source, mapping, clock, logger: deps.logger, ...(deps.readStats ? { readStats: deps.readStats } : {}) } : undefined,
       setWatermark: (value) => {
         after = value ?? after;
       },

@@ -1,7 +1,10 @@
 import type { JobConfig } from '../config/project.ts';
 import type { Destination } from '../destinations/destination.ts';
 import type { Logger } from '../log.ts';
-import type { Source } from '../source/connect.ts';
+import type { DescribedMapping } from '../source/mapping.ts';
+import type { Source } from '../source/open.ts';
+import type { SpoolStats } from '../source/spool.ts';
+import type { Clock } from '../time/clock.ts';
 import type { Window } from '../time/window.ts';
 import type { Db } from '../state/db.ts';
 import { claimForResend, claimNew, createBatch, finishBatch, keyOf, lookup, release, type Settlement } from '../state/sql/ledger.ts';
@@ -17,6 +20,9 @@ import type { Transport } from './transport.ts';
 export interface SendDeps {
   db: Db;
   source: Source;
+  /** The job's SQL as the source described it (run-job.ts checks it before anything is sent). */
+  mapping: DescribedMapping;
+  clock: Clock;
   destination: Destination;
   transport: Transport;
   job: JobConfig;
@@ -26,6 +32,8 @@ export interface SendDeps {
   signal: AbortSignal;
   counts: RunCounts;
   onProgress?: () => void;
+  /** Filled in by the read (rows read so far, whether the query ended), for the progress line. */
+  readStats?: SpoolStats;
 }
 
 export interface SendOptions {
@@ -163,7 +171,7 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
   };
 
   try {
-    for await (const batch of checkedBatches(deps.source, job, destination, options.window, { signal: deps.signal, ...(options.conversionIds ? { conversionIds: options.conversionIds } : {}) })) {
+    for await (const batch of checkedBatches(deps.source, deps.mapping, job, destination, options.window, { clock: deps.clock, signal: deps.signal, ...(options.conversionIds ? { conversionIds: options.conversionIds } : {}), ...(deps.readStats ? { stats: deps.readStats } : {}) })) {
       if (failure) break;
       const task = processBatch(batch).catch((error: unknown) => {
         failure ??= error;

@@ -6,7 +6,7 @@ import { ConveyError } from '../../errors.ts';
 import { packageRoot } from '../../package-root.ts';
 import { runJob } from '../../pipeline/run-job.ts';
 import { startReceiver, type Receiver } from '../../receiver/server.ts';
-import { openSource } from '../../source/connect.ts';
+import { openSource } from '../../source/open.ts';
 import { systemClock } from '../../time/clock.ts';
 import { createTransport, resolveJob, withProjectOption, withState, type CommonFlags } from '../context.ts';
 import type { CliIO } from '../io.ts';
@@ -54,7 +54,7 @@ export function demoCommand(io: CliIO): Command {
         await withState(demoIO, project, 'convey demo', async (store) => {
           const run = async (name: string): Promise<void> => {
             const { job, resolved } = resolveJob(project, name);
-            const source = await openSource(job.source, 'convey demo');
+            const source = await openSource(job.source, { command: 'convey demo' });
             const transport = createTransport(demoIO, job, resolved, store.db.lockLost);
             try {
               const summary = await runJob({
@@ -93,10 +93,10 @@ export function demoCommand(io: CliIO): Command {
 }
 
 async function seedWarehouse(source: Parameters<typeof openSource>[0], dir: string): Promise<number> {
-  const warehouse = await openSource(source, 'convey demo (seeding)');
+  const warehouse = await openSource(source, { command: 'convey demo (seeding)', create: true });
   try {
-    await warehouse.query(readFileSync(join(packageRoot, 'examples', 'demo', 'phone_orders.sql'), 'utf8'), {});
-    const { rows } = await warehouse.query('select count(*)::int as n from phone_orders', {});
+    await warehouse.execute(readFileSync(join(packageRoot, 'examples', 'demo', 'phone_orders.sql'), 'utf8'));
+    const { rows } = await warehouse.execute('select count(*)::int as n from phone_orders');
     void dir;
     return (rows[0] as { n: number }).n;
   } finally {

@@ -3,13 +3,12 @@ import { Command, Option } from 'commander';
 import type { JobConfig } from '../../config/project.ts';
 import type { Destination } from '../../destinations/destination.ts';
 import { ConveyError } from '../../errors.ts';
-import { mappingOf } from '../../pipeline/checked-batches.ts';
+import { describeJobMapping } from '../../pipeline/checked-batches.ts';
 import { planWindow, type PlanResult } from '../../pipeline/plan-window.ts';
 import { parseRange } from '../../pipeline/range.ts';
 import { ndjsonTransport, type Transport } from '../../pipeline/transport.ts';
 import { incrementalWindow } from '../../pipeline/window.ts';
-import type { Source } from '../../source/connect.ts';
-import { describeMapping } from '../../source/pages.ts';
+import type { Source } from '../../source/open.ts';
 import type { Window } from '../../time/window.ts';
 import type { Queryable } from '../../state/db.ts';
 import { readWatermark } from '../../state/sql/watermarks.ts';
@@ -61,14 +60,8 @@ export async function planJob(
   window: Window,
   samples: number,
 ): Promise<PlanResult> {
-  const columns = await describeMapping(deps.source, mappingOf(deps.job), window);
-  const problems = deps.destination.checkColumns(columns);
-  if (problems.length) {
-    throw new ConveyError('MAPPING_INVALID', problems.map((p) => `${deps.job.sqlFile}: ${p}`).join('\n'), {
-      hint: `${deps.destination.label} cannot send this mapping; fix the SELECT in ${deps.job.sqlFile}.`,
-    });
-  }
-  const result = await planWindow(deps, window, { samples });
+  const mapping = await describeJobMapping(deps.source, deps.job, deps.destination, window);
+  const result = await planWindow({ ...deps, mapping, clock: systemClock }, window, { samples });
   // A signal stops the reading early and quietly: the counts so far are not the plan, and a
   // pull-request check or a reviewer must not take them for it.
   if (deps.signal.aborted) {

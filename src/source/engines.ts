@@ -1,0 +1,26 @@
+import type { SourceConfig } from '../config/project.ts';
+import type { Driver, ErrorKind } from './driver.ts';
+
+/** What an engine's folder exports: how to open it, and how to read its errors before it is open. */
+export interface Engine {
+  open(config: SourceConfig, context: OpenContext): Promise<Driver>;
+  classify(error: unknown): ErrorKind;
+}
+
+export interface OpenContext {
+  /** The command line, recorded by embedded engines in their lock file. */
+  command: string;
+  /** Embedded engines: create the database when it does not exist (the demo seeds one). */
+  create?: boolean;
+}
+
+/**
+ * One line per engine. Each is imported only when a job reads from it: DuckDB's binary alone is
+ * 70 MB, and a jobs repository installs only the driver packages it uses (`package` says which).
+ */
+export const ENGINES: Record<SourceConfig['client'], { package?: string; load(): Promise<Engine> }> = {
+  pg: { load: async () => (await import('./postgres/index.ts')).postgresEngine },
+  pglite: { load: async () => (await import('./pglite/index.ts')).pgliteEngine },
+  duckdb: { package: '@duckdb/node-api', load: async () => (await import('./duckdb/index.ts')).duckdbEngine },
+  mysql: { package: 'mysql2', load: async () => (await import('./mysql/index.ts')).mysqlEngine },
+};
