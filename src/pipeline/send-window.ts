@@ -1,5 +1,6 @@
 import type { JobConfig } from '../config/project.ts';
 import type { Destination } from '../destinations/destination.ts';
+import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { DescribedMapping } from '../source/mapping.ts';
 import type { Source } from '../source/open.ts';
@@ -171,7 +172,14 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
   };
 
   try {
-    for await (const batch of checkedBatches(deps.source, deps.mapping, job, destination, options.window, { clock: deps.clock, signal: deps.signal, ...(options.conversionIds ? { conversionIds: options.conversionIds } : {}), ...(deps.readStats ? { stats: deps.readStats } : {}) })) {
+    for await (const batch of checkedBatches(deps.source, deps.mapping, job, destination, options.window, {
+      clock: deps.clock,
+      signal: deps.signal,
+      ...(options.conversionIds ? { conversionIds: options.conversionIds } : {}),
+      ...(deps.readStats ? { stats: deps.readStats } : {}),
+      onResume: (error, after) =>
+        deps.logger.warn('the source connection dropped during the read: resuming after the last row read', { error: errorMessage(error), after: after ? `${after.cursor} ${after.id}` : 'the start' }),
+    })) {
       if (failure) break;
       const task = processBatch(batch).catch((error: unknown) => {
         failure ??= error;

@@ -107,7 +107,7 @@ function seedFromTemplate(dir: string): void {
 
 let template: string | undefined;
 
-function pgliteTemplate(): string {
+export function pgliteTemplate(): string {
   if (template) return template;
   const path = join(tmpdir(), 'convey-test-pglite-template-v1');
   if (!existsSync(path)) {

@@ -92,6 +92,7 @@ export function classifyDuckdbError(error: unknown): ErrorKind {
   if (code === 'ENOENT' || /^IO Error: (Cannot open|Could not set lock)/.test(message)) return 'unreachable';
   if (code === 'TIMEOUT') return 'timeout';
   // The job's SQL: its syntax, names, types, and the files it reads (a glob that matches nothing).
-  if (/^(Parser|Binder|Catalog|Conversion) Error|^IO Error: No files found|^Invalid Input Error/.test(message)) return 'mapping';
+  // Streamed statements report it as "Failed to extract statements: Parser Error: …".
+  if (/\b(Parser|Binder|Catalog|Conversion) Error|IO Error: No files found|Invalid Input Error/.test(message)) return 'mapping';
   return 'other';
 }

@@ -88,6 +88,10 @@ function mysqlDriver(pool: Pool, statementTimeoutMs: number | undefined): Driver
       const rows = connection.execute(text, values as never).stream({ highWaterMark: fetchRows });
       const onAbort = (): void => kill(connection.threadId);
       signal?.addEventListener('abort', onAbort, { once: true });
+      // A connection lost mid-result is reported on the connection only: the row stream would wait
+      // for ever (measured with mysql2 3.25 behind a relay that cut the socket).
+      const onLost = (error: Error): void => void rows.destroy(error);
+      connection.on('error', onLost);
       let clean = false;
       try {
         let chunk: SourceRow[] = [];
@@ -105,6 +109,7 @@ function mysqlDriver(pool: Pool, statementTimeoutMs: number | undefined): Driver
         throw error;
       } finally {
         signal?.removeEventListener('abort', onAbort);
+        connection.removeListener('error', onLost);
         if (clean) connection.release();
         else {
           // Stopped early or failed: the server is still sending the result. Stop it, and drop
