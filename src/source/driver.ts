@@ -83,7 +83,7 @@ export interface Driver {
   /** A statement with a small result (fixtures, the demo's seed, catalogue lookups). */
   execute(text: string, values: unknown[]): Promise<{ rows: SourceRow[]; columns: string[] }>;
   classify(error: unknown): ErrorKind;
-  /** A short hint for a connection problem: which setting to check. */
-  connectionHint?(error: unknown): string | undefined;
+  /** How to fix an error, where the engine knows better than the general hint for its kind. */
+  hint?(error: unknown): string | undefined;
   close(): Promise<void>;
 }

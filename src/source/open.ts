@@ -56,7 +56,12 @@ export async function openSource(config: SourceConfig, context: OpenContext): Pr
     throw fail(engine.classify(error), 'cannot be opened', error);
   }
   const bind = (sql: string, params: Readonly<Record<string, Param>>) => bindNamed(sql, params, driver.dialect);
-  const refused = (error: unknown): SourceError => (error instanceof SourceError ? error : fail(driver.classify(error), 'refused the query', error));
+  const refused = (error: unknown): SourceError => {
+    if (error instanceof SourceError) return error;
+    const failure = fail(driver.classify(error), 'refused the query', error);
+    const hint = driver.hint?.(error);
+    return hint ? new SourceError(failure.kind, failure.message, { hint, cause: error }) : failure;
+  };
 
   return {
     name: config.name,

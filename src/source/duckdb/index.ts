@@ -21,12 +21,12 @@ export const duckdbEngine: Engine = {
     // Timestamps without a zone (Parquet files often have them) are then read as UTC.
     await connection.run(`SET TimeZone = 'UTC'`);
     await connection.run(`SET file_search_path = $1`, [config.projectDir]);
-    return duckdbDriver(instance, connection, config.statementTimeoutMs);
+    return duckdbDriver(instance, connection, config.statementTimeoutMs, config.projectDir);
   },
   classify: classifyDuckdbError,
 };
 
-function duckdbDriver(instance: DuckDBInstance, connection: DuckDBConnection, statementTimeoutMs: number | undefined): Driver {
+function duckdbDriver(instance: DuckDBInstance, connection: DuckDBConnection, statementTimeoutMs: number | undefined, projectDir: string): Driver {
   /** DuckDB has no statement timeout of its own: a timer interrupts the connection. */
   const deadline = (): { expired: boolean; error(cause: unknown): unknown; clear(): void } => {
     const state = {
@@ -80,6 +80,10 @@ function duckdbDriver(instance: DuckDBInstance, connection: DuckDBConnection, st
       }
     },
     classify: classifyDuckdbError,
+    hint: (error) =>
+      /No files found/.test((error as Error).message ?? '')
+        ? `Relative paths in the job's SQL are read from the project folder (${projectDir}). Check that the export ran and that the pattern matches its files.`
+        : undefined,
     async close() {
       connection.closeSync();
       instance.closeSync();
