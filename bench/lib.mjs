@@ -68,16 +68,18 @@ export const EXPERIMENTS_JSON = '{"987654321":"1111111"}';
 export const VISITORS = 100_000;
 
 /**
- * Creates `conversions` with `n` rows in one `insert … select … from generate_series`, spread
- * evenly over 19 days of March 2026, with the index the keyset reader pages on. Vacuumed and
- * analysed so the first measured read does not also set hint bits.
+ * Creates `table` (default `conversions`) with `n` rows in one `insert … select … from
+ * generate_series`, spread evenly over 19 days of March 2026, with a primary key and, unless
+ * `cursorIndex` is false, an index on (at, id). Vacuumed and analysed so the first measured read
+ * does not also set hint bits.
  */
-export async function seedConversions(url, n) {
+export async function seedConversions(url, n, { table = 'conversions', cursorIndex = true } = {}) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(table)) throw new Error(`not a plain table name: ${table}`);
   return withClient(url, async (c) => {
     const started = performance.now();
-    await c.query(`drop table if exists conversions`);
+    await c.query(`drop table if exists ${table}`);
     await c.query(`
-      create table conversions (
+      create table ${table} (
         id text not null,
         at timestamptz not null,
         visitor text not null,
@@ -87,7 +89,7 @@ export async function seedConversions(url, n) {
         experiments json not null
       )`);
     await c.query(
-      `insert into conversions (id, at, visitor, event_key, event_id, revenue, experiments)
+      `insert into ${table} (id, at, visitor, event_key, event_id, revenue, experiments)
        select 'ord-' || lpad(g::text, 8, '0'),
               $2::timestamptz + (g - 1) * ($3::float8 * interval '1 day' / $1::int),
               'visitor-' || (g % $4::int),
@@ -98,9 +100,10 @@ export async function seedConversions(url, n) {
          from generate_series(1, $1::int) as g`,
       [n, FIRST_AT, SPAN_DAYS, VISITORS, EXPERIMENTS_JSON],
     );
-    await c.query(`alter table conversions add primary key (id)`);
-    await c.query(`create index conversions_by_at on conversions (at, id)`);
-    await c.query(`vacuum (analyze) conversions`);
+    await c.query(`alter table ${table} add primary key (id)`);
+    // Without it (a warehouse table, a view, a join) the window's query scans and sorts.
+    if (cursorIndex) await c.query(`create index ${table}_by_at on ${table} (at, id)`);
+    await c.query(`vacuum (analyze) ${table}`);
     return { rows: n, seconds: (performance.now() - started) / 1000 };
   });
 }
@@ -129,20 +132,23 @@ export const classicDestination = (receiver) => ({ type: 'optimizely-classic', p
 export const eventsDestination = (receiver) => ({ type: 'optimizely-events', accountId: '1234567', projectId: '1234567', endpoint: receiver.url });
 
 /**
- * A temporary convey project: config/default.json naming the source, jobs/<job>.sql and .json.
+ * A temporary convey project: config/default.json naming the source (a PostgreSQL URL, or any
+ * `source` entry), jobs/<job>.sql and .json.
  * `stateUrl` set: CONVEY_STATE_URL; unset: the embedded store under <dir>/.convey/state.
  */
-export function createProject({ sourceUrl, stateUrl, job = 'bench', sql = JOB_SQL, settings }) {
+export function createProject({ sourceUrl, source, stateUrl, job = 'bench', sql = JOB_SQL, settings }) {
   const dir = mkdtempSync(join(os.tmpdir(), 'convey-bench-'));
   mkdirSync(join(dir, 'config'));
   mkdirSync(join(dir, 'jobs'));
-  writeFileSync(join(dir, 'config', 'default.json'), JSON.stringify({ sources: { warehouse: { client: 'pg', connection: sourceUrl } } }, null, 2));
+  const warehouse = source ?? { client: 'pg', connection: sourceUrl };
+  writeFileSync(join(dir, 'config', 'default.json'), JSON.stringify({ sources: { warehouse } }, null, 2));
   const project = {
     dir,
     job,
     env: { PATH: process.env.PATH, HOME: process.env.HOME ?? dir, ...(stateUrl ? { CONVEY_STATE_URL: stateUrl } : {}) },
+    sql,
     writeJob(next) {
-      writeFileSync(join(dir, 'jobs', `${job}.sql`), sql);
+      writeFileSync(join(dir, 'jobs', `${job}.sql`), project.sql);
       writeFileSync(join(dir, 'jobs', `${job}.json`), JSON.stringify(next, null, 2));
     },
     remove() {
@@ -278,9 +284,9 @@ export async function migrateState(project) {
   if (result.code !== 0) throw new Error(`convey migrate exited ${result.code}: ${result.stderr}`);
 }
 
-/** The databases the benchmarks use: each recreates them; `npm run bench` drops them at the end. */
-export const SOURCE_DB = 'convey_bench';
-export const STATE_DB = 'convey_bench_state';
+/** The databases the benchmarks use: each recreates them; `npm run bench` drops them at the end. BENCH_DB_SUFFIX keeps two checkouts' runs apart. */
+export const SOURCE_DB = `convey_bench${process.env.BENCH_DB_SUFFIX ?? ''}`;
+export const STATE_DB = `convey_bench${process.env.BENCH_DB_SUFFIX ?? ''}_state`;
 
 /**
  * `rows` conversions in a fresh source database, a fresh migrated state database, and a project

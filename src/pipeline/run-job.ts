@@ -3,7 +3,7 @@ import type { Destination } from '../destinations/destination.ts';
 import { ConveyError, errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Source } from '../source/open.ts';
-import type { SpoolStats } from '../source/spool.ts';
+import { newSpoolStats, type SpoolStats } from '../source/spool.ts';
 import type { Window } from '../time/window.ts';
 import type { Db } from '../state/db.ts';
 import { countOpenRejects } from '../state/sql/rejects.ts';
@@ -100,6 +100,7 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
     // Before anything is sent: the mapping must return what the destination needs.
     const mapping = window && deps.source ? await describeJobMapping(deps.source, job, deps.destination, window) : undefined;
     const progress = (): void => deps.onProgress?.(counts, window);
+    const readStats = deps.readStats ?? newSpoolStats();
     // Stop reading when told to, or when the job's lock is lost (another worker may take it).
     const signal = AbortSignal.any([deps.signal, db.lockLost]);
     const open: SendOpenDeps = { db, destination: deps.destination, transport: deps.transport, job, runId: held.runId, signal, counts, onProgress: progress };
@@ -109,7 +110,7 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       window,
       watermarkBefore: before,
       open,
-      send: deps.source && mapping ? { ...open, source: deps.source, mapping, clock, logger: deps.logger, ...(deps.readStats ? { readStats: deps.readStats } : {}) } : undefined,
+      send: deps.source && mapping ? { ...open, source: deps.source, mapping, clock, logger: deps.logger, readStats } : undefined,
       setWatermark: (value) => {
         after = value ?? after;
       },
@@ -120,6 +121,11 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       throw new ConveyError('STATE_ERROR', `lost the state store connection holding job "${job.name}": ${errorMessage(db.lockLost.reason)}`, {
         hint: 'Everything sent so far is recorded (or in doubt, and resent by the next run). Check the state store and run again.',
       });
+    }
+    if (readStats.rowsSpooled) {
+      // The query ended before sending did: say what that cost on disk.
+      details.spooled = { rows: readStats.rowsSpooled, bytes: readStats.bytesSpooled };
+      deps.logger.info(`read the rest of the window into a spool file after the query had waited ${deps.source!.spoolAfterMs / 1000} s for sending`, details.spooled as Record<string, unknown>);
     }
     counts.requests = deps.transport.requestCount();
     const status = outcome(counts, deps.signal.aborted, plan.maxRejects ?? job.maxRejects);

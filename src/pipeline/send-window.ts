@@ -33,8 +33,8 @@ export interface SendDeps {
   signal: AbortSignal;
   counts: RunCounts;
   onProgress?: () => void;
-  /** Filled in by the read (rows read so far, whether the query ended), for the progress line. */
-  readStats?: SpoolStats;
+  /** Filled in by the read: rows read so far, whether the query ended, what was spooled. */
+  readStats: SpoolStats;
 }
 
 export interface SendOptions {
@@ -176,7 +176,7 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
       clock: deps.clock,
       signal: deps.signal,
       ...(options.conversionIds ? { conversionIds: options.conversionIds } : {}),
-      ...(deps.readStats ? { stats: deps.readStats } : {}),
+      stats: deps.readStats,
       onResume: (error, after) =>
         deps.logger.warn('the source connection dropped during the read: resuming after the last row read', { error: errorMessage(error), after: after ? `${after.cursor} ${after.id}` : 'the start' }),
     })) {
