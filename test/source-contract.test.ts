@@ -284,6 +284,58 @@ function contract(engine: EngineFixture): void {
     });
   });
 
+  test(name('rejects --replay reads the rejected conversions again through the fixed mapping and sends them'), async (t) => {
+    const s = await setUp(t, engine, [conversion('ok', '2026-03-01T12:00:00Z'), conversion('anon1', '2026-03-01T12:00:01Z', { visitor: null }), conversion('anon2', '2026-03-01T12:00:02Z', { visitor: null })]);
+    await withReceiver({ protocol: 'events' }, async (receiver) => {
+      s.job(receiver);
+      t.like((await s.run()).json<SummaryJson>(), { sent: 1, rejected: 2 });
+      s.job(receiver, MAPPING.replace('visitor as visitor_id', "coalesce(visitor, 'anonymous') as visitor_id"));
+      const replay = await s.run(['rejects', 'orders', '--replay', '--json']);
+      t.is(replay.code, 0, replay.stderr);
+      t.like(replay.json<SummaryJson>(), { read: 2, sent: 2 });
+      t.is(receiver.stats().unique, 3);
+    });
+  });
+
+  const slow = engine.slowCondition;
+  if (slow) {
+    const slowMapping = `${MAPPING} and ${slow}`;
+    /** Waits until the window's query runs on the server; an engine in the process gives no sign, so a moment. */
+    const queryRunning = async (s: Setup): Promise<void> => {
+      const server = s.source.server;
+      if (server) await waitFor(async () => ((await server.openReads()) > 0 ? true : undefined), 'the query to start');
+      else await new Promise((resolve) => setTimeout(resolve, 2000));
+    };
+
+    test(name('SIGTERM during a long query stops it at once, and the run exits 143'), async (t) => {
+      const s = await setUp(t, engine, [conversion('a', '2026-03-01T12:00:00Z')]);
+      await withReceiver({ protocol: 'events' }, async (receiver) => {
+        s.job(receiver, slowMapping);
+        const stop = new AbortController();
+        const started = Date.now();
+        const running = s.run(['run', 'orders', '--json'], { signal: stop.signal });
+        await queryRunning(s);
+        stop.abort('SIGTERM');
+        const run = await running;
+        t.is(run.code, 143, run.stderr);
+        t.true(Date.now() - started < 60_000, 'the query was stopped, not waited for');
+        if (s.source.server) t.is(await s.source.server.openReads(), 0, 'nothing is left running on the server');
+      });
+    });
+
+    test(name('a query longer than statementTimeoutMs exits 3 and names the setting'), async (t) => {
+      const s = await setUp(t, engine, [conversion('a', '2026-03-01T12:00:00Z')]);
+      s.useSource({ ...s.source.config, statementTimeoutMs: 1000 });
+      await withReceiver({ protocol: 'events' }, async (receiver) => {
+        s.job(receiver, slowMapping);
+        const run = await s.run();
+        t.is(run.code, 3, run.stderr);
+        t.regex(run.stderr, /statementTimeoutMs/);
+        t.is(receiver.stats().requests, 0);
+      });
+    });
+  }
+
   if (engine.location !== 'server') return;
 
   // Only a server can drop its connection mid-read.

@@ -45,12 +45,13 @@ export interface Dialect {
 
 export interface SourceCapabilities {
   /**
-   * 'server': the engine runs elsewhere; a result left open holds a snapshot or a session there,
-   * and the connection can be lost mid-read. 'in-process': it runs inside convey.
+   * 'server': the engine runs elsewhere; a result left open holds a snapshot or a session there
+   * (so a window waiting for a slow sender is spooled), and the connection can be lost mid-read.
+   * 'in-process': it runs inside convey, and an open result costs nobody else anything.
    */
   readonly location: 'server' | 'in-process';
-  /** Result column names come back in the case they were written (`AS Conversion_ID`). */
-  readonly preservesColumnCase: boolean;
+  /** A running statement can be stopped (a signal, statementTimeoutMs). PGlite runs its queries on convey's own thread: it cannot. */
+  readonly cancel: boolean;
 }
 
 /** How a driver error is to be read: whose fault it is, and whether a read can resume. */

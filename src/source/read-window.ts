@@ -37,7 +37,9 @@ const AHEAD_CHUNKS = 2;
  * read, so rows that share a cursor value (even exact duplicates) are neither skipped nor repeated.
  */
 export function readWindow(source: Source, mapping: DescribedMapping, window: Window, options: ReadOptions): AsyncGenerator<SourceRow[]> {
-  return spool(resumable(source, mapping, window, options), { clock: options.clock, spoolAfterMs: source.spoolAfterMs, aheadChunks: AHEAD_CHUNKS }, options.stats);
+  // An engine inside convey holds nothing of anyone else's while its result waits: no spool file.
+  const spoolAfterMs = source.capabilities.location === 'server' ? source.spoolAfterMs : Infinity;
+  return spool(resumable(source, mapping, window, options), { clock: options.clock, spoolAfterMs, aheadChunks: AHEAD_CHUNKS }, options.stats);
 }
 
 interface Key {

@@ -7,7 +7,7 @@ import type { SourceRow } from './driver.ts';
 export interface SpoolOptions {
   clock: Clock;
   /**
-   * How long the query may wait for the sender. Until then chunks are read as the sender takes
+   * How long the query may wait for the sender (Infinity: as long as it takes). Until then chunks are read as the sender takes
    * them (the engine's own flow control; nothing touches the disk). After it, the rest of the
    * window is read at full speed and what the sender has not taken yet goes to a file, so the
    * source's snapshot, transaction or warehouse session closes in about the time a full-speed
@@ -141,6 +141,11 @@ class SpoolBuffer {
   }
 
   async #roomOrDeadline(deadline: number): Promise<void> {
+    if (deadline === Infinity) {
+      await new Promise<void>((resolve) => (this.#wakeFiller = resolve));
+      this.#wakeFiller = undefined;
+      return;
+    }
     const timer = new AbortController();
     await Promise.race([
       new Promise<void>((resolve) => (this.#wakeFiller = resolve)),

@@ -22,6 +22,8 @@ export interface EngineFixture {
   types: { text: string; instant: string; naive: string; bigint: string; json: string };
   /** A function the engine does not have, with its arguments: a mapping using it is broken. */
   missingFunction: string;
+  /** A condition that keeps a query busy for a minute or more, or undefined where a running query cannot be stopped (PGlite). */
+  slowCondition: string | undefined;
   create(projectDir: string): Promise<EngineDatabase>;
 }
 
@@ -64,6 +66,7 @@ const postgres: EngineFixture = {
   location: 'server',
   types: postgresTypes,
   missingFunction: 'json_build_thing(1)',
+  slowCondition: 'pg_sleep(120) is not null',
   async create() {
     const admin = new URL(process.env.TEST_DATABASE_URL!);
     const name = unique();
@@ -116,6 +119,8 @@ const pglite: EngineFixture = {
   location: 'in-process',
   types: postgresTypes,
   missingFunction: 'json_build_thing(1)',
+  // PGlite runs queries on the test's own thread: a sleeping one would stop the test too.
+  slowCondition: undefined,
   async create(projectDir) {
     const dataDir = join(projectDir, 'contract-warehouse');
     mkdirSync(projectDir, { recursive: true });
@@ -154,6 +159,8 @@ const duckdb: EngineFixture = {
   location: 'in-process',
   types: { text: 'VARCHAR', instant: 'TIMESTAMPTZ', naive: 'TIMESTAMP', bigint: 'BIGINT', json: 'JSON' },
   missingFunction: 'json_build_thing(1)',
+  // Minutes of arithmetic on every core; DuckDB has no sleep.
+  slowCondition: '(select sum(i) from range(1000000000000) t(i)) > 0',
   async create(projectDir) {
     const { DuckDBInstance } = await import('@duckdb/node-api');
     const path = join(projectDir, 'warehouse.duckdb');
@@ -190,6 +197,7 @@ const mariadb: EngineFixture = {
   location: 'server',
   types: { text: 'varchar(100)', instant: 'timestamp(6) null default null', naive: 'datetime(6)', bigint: 'bigint', json: 'json' },
   missingFunction: 'json_build_thing(1)',
+  slowCondition: 'sleep(120) = 0',
   async create() {
     const mysql = (await import('mysql2/promise')).default;
     const admin = new URL(process.env.TEST_MYSQL_URL!);

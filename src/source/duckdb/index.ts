@@ -56,10 +56,21 @@ function duckdbDriver(instance: DuckDBInstance, connection: DuckDBConnection, st
   };
   return {
     dialect: duckdbDialect,
-    capabilities: { location: 'in-process', preservesColumnCase: true },
-    columns: async (text, values) => (await execute(text, values)).columns,
+    capabilities: { location: 'in-process', cancel: true },
+    // Prepared, never run: DuckDB knows a statement's columns without computing it (a LIMIT 0
+    // still evaluated an uncorrelated subquery in the job's SQL, for minutes).
+    async columns(text) {
+      const prepared = await connection.prepare(text);
+      try {
+        return Array.from({ length: prepared.columnCount }, (_, i) => prepared.columnName(i));
+      } finally {
+        prepared.destroySync();
+      }
+    },
     execute,
     async *stream(text, values, { signal }) {
+      // A listener added to a signal that already fired never runs: the query would start anyway.
+      if (signal?.aborted) return;
       const onAbort = (): void => connection.interrupt();
       signal?.addEventListener('abort', onAbort, { once: true });
       const timeout = deadline();

@@ -79,15 +79,17 @@ function mysqlDriver(pool: Pool, statementTimeoutMs: number | undefined): Driver
 
   return {
     dialect: mysqlDialect,
-    capabilities: { location: 'server', preservesColumnCase: true },
+    capabilities: { location: 'server', cancel: true },
     columns: async (text, values) => (await run(text, values)).columns,
     execute: run,
     async *stream(text, values, { fetchRows, signal }) {
+      if (signal?.aborted) return;
       const connection = await acquire();
       // Rows wait in the stream's buffer; when it is full mysql2 stops reading the socket.
       const rows = connection.execute(text, values as never).stream({ highWaterMark: fetchRows });
       const onAbort = (): void => kill(connection.threadId);
       signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) onAbort(); // fired while the connection was being taken
       // A connection lost mid-result is reported on the connection only: the row stream would wait
       // for ever (measured with mysql2 3.25 behind a relay that cut the socket).
       const onLost = (error: Error): void => void rows.destroy(error);

@@ -17,9 +17,8 @@ export const pgliteEngine: Engine = {
     }
     const embedded = await startEmbeddedPostgres(config.dataDir, context.command);
     const driver = postgresDriver(embedded.connection, {
-      capabilities: { location: 'in-process', preservesColumnCase: false },
+      capabilities: { location: 'in-process', cancel: false },
       maxConnections: 1,
-      ...(config.statementTimeoutMs ? { statementTimeoutMs: config.statementTimeoutMs } : {}),
     });
     return {
       ...driver,

@@ -44,7 +44,7 @@ export function postgresDriver(connection: pg.ClientConfig, options: PostgresOpt
   // An idle connection the server drops emits here; unheard, it would end the process. The next
   // statement on the pool fails instead, and is reported.
   pool.on('error', () => undefined);
-  const cancellable = options.maxConnections > 1;
+  const cancellable = options.capabilities.cancel && options.maxConnections > 1;
 
   const run = async (text: string, values: unknown[]): Promise<{ rows: SourceRow[]; columns: string[] }> => {
     type Result = { rows: SourceRow[]; fields: Array<{ name: string }> };
@@ -60,6 +60,7 @@ export function postgresDriver(connection: pg.ClientConfig, options: PostgresOpt
     columns: async (text, values) => (await run(text, values)).columns,
     execute: run,
     async *stream(text, values, { fetchRows, signal }) {
+      if (signal?.aborted) return;
       const client = await pool.connect();
       let broken: Error | undefined;
       // A connection dropped while checked out emits 'error' here, not on the pool.
@@ -75,6 +76,7 @@ export function postgresDriver(connection: pg.ClientConfig, options: PostgresOpt
         if (cancellable && pid) pool.query('select pg_cancel_backend($1)', [pid]).catch(() => undefined);
       };
       signal?.addEventListener('abort', cancel, { once: true });
+      if (signal?.aborted) cancel(); // fired while the connection was being taken
       let failed = false;
       try {
         for (;;) {

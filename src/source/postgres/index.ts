@@ -7,7 +7,7 @@ export const postgresEngine: Engine = {
     if (config.client !== 'pg') throw new Error(`postgres engine given a ${config.client} source`);
     const connection = typeof config.connection === 'string' ? { connectionString: config.connection } : { ...config.connection };
     return postgresDriver(connection, {
-      capabilities: { location: 'server', preservesColumnCase: false },
+      capabilities: { location: 'server', cancel: true },
       // One connection reads the window; a second one can cancel it.
       maxConnections: Math.max(2, config.poolMax ?? 2),
       ...(config.statementTimeoutMs ? { statementTimeoutMs: config.statementTimeoutMs } : {}),
