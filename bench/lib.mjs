@@ -292,10 +292,10 @@ export const STATE_DB = `convey_bench${process.env.BENCH_DB_SUFFIX ?? ''}_state`
  * `rows` conversions in a fresh source database, a fresh migrated state database, and a project
  * that reads the one into the other, for `use(project, seeded)`. The project folder is removed after.
  */
-export async function withSeededProject(rows, use) {
+export async function withSeededProject(rows, use, seedOptions = {}) {
   await recreateDatabase(SOURCE_DB);
   await recreateDatabase(STATE_DB);
-  const seeded = await seedConversions(dbUrl(SOURCE_DB), rows);
+  const seeded = await seedConversions(dbUrl(SOURCE_DB), rows, seedOptions);
   const project = createProject({ sourceUrl: dbUrl(SOURCE_DB), stateUrl: dbUrl(STATE_DB) });
   try {
     await migrateState(project);

@@ -75,3 +75,27 @@ test('a source whose driver package is not installed stops before anything is se
   t.regex(stderr, /needs the package @duckdb\/node-api, which is not installed/);
   t.regex(stderr, /npm install @duckdb\/node-api/);
 });
+
+test('a source setting an engine does not take, and the retired redshift alias, stop with the file, the key and the fix', async (t) => {
+  const project = await createTestProject();
+  t.teardown(() => project.close());
+  project.writeJob('orders', PARQUET_SQL, { destination: { type: 'optimizely-events', accountId: '1', endpoint: 'http://127.0.0.1:9/v1/events' } });
+  const config = join(project.dir, 'config', 'default.json');
+
+  writeFileSync(config, JSON.stringify({ sources: { warehouse: { client: 'redshift', connection: 'postgres://r/db' } } }));
+  const redshift = await project.cli(['run', 'orders']);
+  t.is(redshift.code, 2, redshift.stderr);
+  t.regex(redshift.stderr, /config\/default\.json: sources\.warehouse\.client \\"redshift\\" is not supported/);
+  t.regex(redshift.stderr, /UNLOAD … FORMAT PARQUET.*\\"client\\": \\"duckdb\\"/);
+
+  // PGlite and DuckDB run inside convey: nothing to spool, and nothing else to hold a window open for.
+  writeFileSync(config, JSON.stringify({ sources: { warehouse: { client: 'duckdb', spoolAfter: 'PT1M' } } }));
+  const spooled = await project.cli(['run', 'orders']);
+  t.is(spooled.code, 2, spooled.stderr);
+  t.regex(spooled.stderr, /sources\.warehouse\.spoolAfter is not a known setting/);
+
+  writeFileSync(config, JSON.stringify({ sources: { warehouse: { client: 'mysql', connection: 'mysql://x@127.0.0.1:1/db', spoolAfter: '30 seconds' } } }));
+  const duration = await project.cli(['run', 'orders']);
+  t.is(duration.code, 2, duration.stderr);
+  t.regex(duration.stderr, /sources\.warehouse\.spoolAfter \\"30 seconds\\" must be an ISO 8601 duration/);
+});
