@@ -77,8 +77,8 @@ export interface StreamOptions {
 export interface Driver {
   readonly dialect: Dialect;
   readonly capabilities: SourceCapabilities;
-  /** The columns a statement returns; the caller makes it cheap (limit 0). */
-  columns(text: string, values: unknown[], signal?: AbortSignal): Promise<string[]>;
+  /** The columns a statement returns; the caller makes it cheap (limit 0), an engine may not even run it. */
+  columns(text: string, values: unknown[]): Promise<string[]>;
   /** One statement, its rows handed over in chunks as the engine produces them; memory holds one chunk. */
   stream(text: string, values: unknown[], options: StreamOptions): AsyncIterable<SourceRow[]>;
   /** A statement with a small result (fixtures, the demo's seed, catalogue lookups). */

@@ -16,7 +16,7 @@ export interface Source {
   readonly capabilities: SourceCapabilities;
   /** How long a window's query may wait for the sender before the rest is spooled (read-window.ts). */
   readonly spoolAfterMs: number;
-  columns(sql: string, params: Readonly<Record<string, Param>>, signal?: AbortSignal): Promise<string[]>;
+  columns(sql: string, params: Readonly<Record<string, Param>>): Promise<string[]>;
   stream(sql: string, params: Readonly<Record<string, Param>>, options: StreamOptions): AsyncIterable<SourceRow[]>;
   execute(sql: string, params?: Readonly<Record<string, Param>>): Promise<{ rows: SourceRow[]; columns: string[] }>;
   close(): Promise<void>;
@@ -69,9 +69,9 @@ export async function openSource(config: SourceConfig, context: OpenContext): Pr
     dialect: driver.dialect,
     capabilities: driver.capabilities,
     spoolAfterMs: config.spoolAfterMs,
-    async columns(sql, params, signal) {
+    async columns(sql, params) {
       const { text, values } = bind(sql, params);
-      return driver.columns(text, values, signal).catch((error: unknown) => {
+      return driver.columns(text, values).catch((error: unknown) => {
         throw refused(error);
       });
     },
