@@ -64,6 +64,13 @@ export class FakeClock implements Clock {
     return this.sleepers.length;
   }
 
+  /** Monotonic ms at which the earliest sleeper wakes, or undefined when nobody sleeps. */
+  nextWakeUp(): number | undefined {
+    let next: number | undefined;
+    for (const sleeper of this.sleepers) if (next === undefined || sleeper.at < next) next = sleeper.at;
+    return next;
+  }
+
   /** Move time forward, waking sleepers in deadline order. */
   async advance(ms: number): Promise<void> {
     const target = this.mono + ms;
