@@ -224,6 +224,45 @@ test('429 with Retry-After pauses every request, not only the one told; it does 
   t.is(stats.minEffectiveRate, 700);
 });
 
+test('requests holding a slot and waiting for a token when a 429 arrives wait out its Retry-After too', async (t) => {
+  // 10/s: the first request leaves at 0 and the next four hold slots, waiting for tokens due at
+  // 100, 200, … ms. The 429 to the first asks for a second: none of them may leave before it
+  // ends, whatever they were waiting on. (Adaptive off, so the rate stays 10/s and the times
+  // after the pause are exact.)
+  const r = await rig(throttlingFirst(429, '1'), { rateLimit: { perSecond: 10, concurrency: 8 }, adaptive: false });
+  const results = await until(r, sendAll(r, 5));
+  await r.close();
+  t.is(count(results, 'delivered'), 5);
+  // After the pause the schedule starts again from its end: the four, then the first one's retry.
+  t.deepEqual(r.server.arrivals, [0, 1000, 1100, 1200, 1300, 1400]);
+  t.is(r.engine.stats().pausedMs, 1000);
+});
+
+test('1,000 requests at 200/s into 25% 500s, 1% 429s (Retry-After: 1) and 2% drops: nothing leaves during a pause', async (t) => {
+  const random = seeded(12);
+  const throttledAt: number[] = [];
+  const r = await rig(
+    (_req, res, _n, clock) => {
+      const x = random();
+      if (x < 0.01) {
+        throttledAt.push(clock.monotonic());
+        reply(res, 429, '', { 'retry-after': '1' });
+      } else if (x < 0.03) res.destroy();
+      else if (x < 0.28) reply(res, 500, 'busy');
+      else reply(res, 204);
+    },
+    { rateLimit: { perSecond: 200, concurrency: 8 }, retry: { maxAttempts: 10 }, random: seeded(5) },
+  );
+  const results = await until(r, sendAll(r, 1000));
+  await r.close();
+  t.is(count(results, 'delivered'), 1000);
+  t.true(throttledAt.length >= 5, `${throttledAt.length} 429s`);
+  // Requests that left at the same instant as the 429 were on the wire with it; any later one
+  // before the pause ends broke it.
+  const broke = throttledAt.flatMap((at) => r.server.arrivals.filter((a) => a > at && a < at + 1000).map((a) => `${Math.round(a - at)} ms after the 429 at ${Math.round(at)} ms`));
+  t.deepEqual(broke, []);
+});
+
 test('the request waiting for the slot a 429 frees waits out its Retry-After too', async (t) => {
   // Sent together at concurrency 1: the second request takes the slot the moment the 429 is
   // back; it must still not leave during the pause the 429 asked for.

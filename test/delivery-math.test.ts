@@ -382,17 +382,61 @@ test('pause gate: extends, never shortens, and counts the union of pauses', asyn
   t.false(gate.pauseFor(500), 'shorter: no change');
   await clock.advance(200);
   t.true(gate.pauseFor(1000), 'extends to 1200');
-  let released = -1;
-  void gate.wait().then(() => (released = clock.monotonic()));
-  await clock.advance(2000);
-  t.is(released, 1200);
-  t.is(gate.pausedMs(), 1200);
+  t.is(gate.remaining(), 1000);
+  await clock.advance(1000);
+  t.is(gate.remaining(), 0);
   t.false(gate.active);
-  const controller = new AbortController();
+  t.is(gate.pausedMs(), 1200);
+});
+
+test('token bucket and pause gate: a pause holds newcomers and waiters alike, and the schedule restarts after it', async (t) => {
+  const clock = new FakeClock();
+  const gate = new PauseGate(clock);
+  const bucket = new TokenBucket(clock, 10, gate);
+  t.true(bucket.tryTake());
+  const grants: number[] = [];
+  const granted = (p: Promise<void>): Promise<number> => p.then(() => grants.push(clock.monotonic()));
+  // Waiting for tokens due at 100 and 200 ms when the pause begins.
+  const waiting = [granted(bucket.take()), granted(bucket.take())];
+  await clock.advance(50);
   gate.pauseFor(1000);
-  const waiting = gate.wait(controller.signal);
+  t.false(bucket.tryTake(), 'a newcomer is held');
+  waiting.push(granted(bucket.take()));
+  // Extended while they wait: still held.
+  await clock.advance(500);
+  gate.pauseFor(1000);
+  for (let ms = 0; ms < 2000; ms += 10) await clock.advance(10);
+  await Promise.all(waiting);
+  t.deepEqual(grants, [1550, 1650, 1750]);
+});
+
+test('token bucket and pause gate: at an unlimited rate too, nothing is granted during a pause', async (t) => {
+  const clock = new FakeClock();
+  const gate = new PauseGate(clock);
+  const bucket = new TokenBucket(clock, Infinity, gate);
+  t.true(bucket.tryTake());
+  gate.pauseFor(1000);
+  t.false(bucket.tryTake());
+  const grants: number[] = [];
+  const waiting = [bucket.take(), bucket.take()].map((p) => p.then(() => grants.push(clock.monotonic())));
+  await clock.advance(999);
+  t.deepEqual(grants, []);
+  await clock.advance(1);
+  await Promise.all(waiting);
+  t.deepEqual(grants, [1000, 1000]);
+  t.true(bucket.tryTake());
+});
+
+test('token bucket and pause gate: a waiter aborted during a pause rejects with the reason', async (t) => {
+  const clock = new FakeClock();
+  const gate = new PauseGate(clock);
+  const bucket = new TokenBucket(clock, Infinity, gate);
+  gate.pauseFor(1000);
+  const controller = new AbortController();
+  const waiting = bucket.take(controller.signal);
   controller.abort(new Error('stop'));
   await t.throwsAsync(waiting, { message: 'stop' });
+  t.is(bucket.waiting, 0);
 });
 
 // ---------------------------------------------------------------- slots (the concurrency cap)

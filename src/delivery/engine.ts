@@ -14,7 +14,7 @@ import { TokenBucket } from './token-bucket.ts';
 /**
  * The delivery engine: between the ledger and the socket. For each request, in order:
  *
- *   concurrency slot → wait out any Retry-After pause → token at the effective rate → send →
+ *   concurrency slot → token at the effective rate, never during a Retry-After pause → send →
  *   classify (retry-policy.ts) → return, or give the slot back, wait the backoff, and go again.
  *
  * Decisions:
@@ -23,7 +23,9 @@ import { TokenBucket } from './token-bucket.ts';
  *   healthy ones: with 30% 500s and up to 3.75 s of backoff, most slots would sit idle. Requests
  *   in flight still never exceed `concurrency` (the slot is held from the pause wait to the
  *   response): `stats().maxInFlight` proves it.
- * - A Retry-After pause is waited out inside the slot: every request is paused then anyway.
+ * - A Retry-After pause is waited out inside the slot: every request is paused then anyway. The
+ *   token bucket enforces it (pause-gate.ts), as the last wait before a request leaves, so a
+ *   request already waiting for its token when the pause begins is held as well.
  * - 429/503 answers that carry a usable Retry-After do not use up `maxAttempts`; they are charged
  *   to `maxThrottledAttempts` (default 20) instead, so obeying a throttling endpoint does not turn
  *   into failures, and an endpoint that throttles forever still ends. `attempts` in the result
@@ -172,7 +174,7 @@ export class DeliveryEngine {
     signal?.addEventListener('abort', () => this.#slots.stop(), { once: true });
     this.#gate = new PauseGate(clock);
     this.#configuredRate = perSecond ?? Infinity;
-    this.#bucket = new TokenBucket(clock, this.#configuredRate);
+    this.#bucket = new TokenBucket(clock, this.#configuredRate, this.#gate);
     this.#adaptive =
       options.adaptive === false
         ? undefined
@@ -280,7 +282,7 @@ export class DeliveryEngine {
    */
   async #attempt(sending: Sending): Promise<Decision | typeof STOPPED> {
     if (this.#signal?.aborted) return STOPPED;
-    if ((this.#gate.active || !this.#bucket.tryTake()) && !(await this.#waitForTurn())) return STOPPED;
+    if (!this.#bucket.tryTake() && !(await this.#waitForToken())) return STOPPED;
     // Checked once more at the last moment: "not started" must mean it never left.
     if (this.#signal?.aborted) return STOPPED;
     this.#requests++;
@@ -307,17 +309,15 @@ export class DeliveryEngine {
   }
 
   /**
-   * Inside a slot: wait out a pause, then for a token. Only called when one of them is not
-   * free right now, so the common path costs no promise. False when the run is stopping.
+   * Inside a slot: wait for a token (which a pause withholds). Only called when none is free
+   * right now, so the common path costs no promise. False when the run is stopping.
    */
-  async #waitForTurn(): Promise<boolean> {
-    const signal = this.#signal;
+  async #waitForToken(): Promise<boolean> {
     try {
-      if (this.#gate.active) await this.#gate.wait(signal);
-      if (!this.#bucket.tryTake()) await this.#bucket.take(signal);
+      await this.#bucket.take(this.#signal);
       return true;
     } catch {
-      return false; // both only reject when the signal aborts
+      return false; // only rejects when the signal aborts
     }
   }
 

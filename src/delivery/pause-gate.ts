@@ -1,9 +1,14 @@
 import type { Clock } from '../time/clock.ts';
 
 /**
- * A destination-wide pause: when the endpoint answers with Retry-After, every request waits until
- * the pause ends before it takes a token, not only the one that was told. Otherwise the other
- * `concurrency − 1` requests keep hitting an endpoint that has just asked us to stop.
+ * A destination-wide pause: when the endpoint answers with Retry-After, no request may leave
+ * until the pause ends, not only the one that was told. Otherwise the other `concurrency − 1`
+ * keep hitting an endpoint that has just asked us to stop.
+ *
+ * The gate only keeps the time; the token bucket (token-bucket.ts) enforces it, because that is
+ * the last thing every request waits on before it leaves. A request already waiting for a token
+ * when the pause begins is then held too, whatever it was waiting on: a gate checked only before
+ * the token let such requests out 150–850 ms into a 1 s pause.
  */
 export class PauseGate {
   readonly #clock: Clock;
@@ -18,7 +23,7 @@ export class PauseGate {
     this.#clock = clock;
   }
 
-  /** True while a pause is (or may be) in force; `wait` settles it. */
+  /** True while a pause is (or may be) in force; `remaining` settles it. */
   get active(): boolean {
     return this.#active;
   }
@@ -38,18 +43,13 @@ export class PauseGate {
     return true;
   }
 
-  /** Resolves once no pause is in force; rejects with the signal's reason on abort. */
-  async wait(signal?: AbortSignal): Promise<void> {
-    while (this.#active) {
-      const left = this.#until - this.#clock.monotonic();
-      if (left <= 0) {
-        this.#active = false;
-        return;
-      }
-      signal?.throwIfAborted();
-      // Loop: the pause may have been extended while we slept.
-      await this.#clock.sleep(left, signal);
-    }
+  /** Milliseconds until the pause ends; 0 (and no longer active) when none is in force. */
+  remaining(): number {
+    if (!this.#active) return 0;
+    const left = this.#until - this.#clock.monotonic();
+    if (left > 0) return left;
+    this.#active = false;
+    return 0;
   }
 
   /** Total time paused so far (the union of overlapping pauses, up to now). */

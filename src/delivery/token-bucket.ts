@@ -1,4 +1,5 @@
 import type { Clock } from '../time/clock.ts';
+import type { PauseGate } from './pause-gate.ts';
 
 /**
  * A smooth token bucket (GCRA, "virtual scheduling"): it keeps `tat`, the virtual time at which
@@ -15,6 +16,12 @@ import type { Clock } from '../time/clock.ts';
  * R × (W + SLACK_MS) / 1000 of them (+1 for rounding). The rest of the 2% budget is for what
  * happens after the grant: the endpoint sees requests after a trip through undici, the socket and
  * its own event loop, and early in a run (new connections, cold JIT) that trip varies by ~10 ms.
+ *
+ * Pauses: given a PauseGate, the bucket grants nothing while a pause is in force, to a newcomer
+ * or to a waiter, whatever the rate (unlimited included). A waiter's wake-up that falls inside a
+ * pause sleeps on to its end, so a Retry-After that arrives while requests wait for their tokens
+ * holds them too. After the pause the schedule restarts from its end (an idle bucket's rule), so
+ * the requests held back do not leave in a burst.
  */
 
 /**
@@ -52,10 +59,12 @@ export class TokenBucket {
   readonly #queue: Waiter[] = [];
   /** Cancels the single pending wake-up; undefined when none is armed. */
   #timer: AbortController | undefined;
+  readonly #gate: PauseGate | undefined;
 
-  /** `ratePerSecond` may be Infinity: every take is granted at once. */
-  constructor(clock: Clock, ratePerSecond: number) {
+  /** `ratePerSecond` may be Infinity: every take is granted at once (outside a pause). */
+  constructor(clock: Clock, ratePerSecond: number, gate?: PauseGate) {
     this.#clock = clock;
+    this.#gate = gate;
     this.#configure(ratePerSecond);
   }
 
@@ -91,8 +100,9 @@ export class TokenBucket {
    * overtakes a waiter). Synchronous, so the unlimited and uncongested paths cost no promise.
    */
   tryTake(): boolean {
-    if (this.#rate === Infinity) return true;
     if (this.#queue.length > 0) return false;
+    if (this.#gate?.active && this.#gate.remaining() > 0) return false;
+    if (this.#rate === Infinity) return true;
     const now = this.#clock.monotonic();
     if (now < this.#tat - this.#tolerance) return false;
     this.#grant(now);
@@ -135,6 +145,12 @@ export class TokenBucket {
   #drain(): void {
     const queue = this.#queue;
     if (queue.length === 0) return;
+    const paused = this.#gate?.active ? this.#gate.remaining() : 0;
+    if (paused > 0) {
+      // A pause begun or extended since this wake-up was armed: sleep on to its end.
+      this.#arm(paused);
+      return;
+    }
     if (this.#rate === Infinity) {
       for (const waiter of queue.splice(0)) this.#release(waiter);
       return;
