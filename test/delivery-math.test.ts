@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import test from 'ava';
 import { AdaptiveRate } from '../src/delivery/adaptive-rate.ts';
+import { DEFAULT_TIMEOUTS } from '../src/delivery/http-client.ts';
 import { PauseGate } from '../src/delivery/pause-gate.ts';
 import {
   DEFAULT_RETRY_OPTIONS,
@@ -163,17 +165,27 @@ test('backoff is full jitter: random() × min(maxDelayMs, baseDelayMs × 2^(atte
   t.is(policyWith(() => 0.999).backoffMs(20), 0.999 * 30_000, 'capped at maxDelayMs');
 });
 
-test('defaults are stated once', (t) => {
-  t.deepEqual(resolveRetryOptions(), {
-    maxAttempts: 5,
-    baseDelayMs: 250,
-    maxDelayMs: 30_000,
-    maxRetryAfterMs: 300_000,
-    maxThrottledAttempts: 20,
-  });
-  t.deepEqual(resolveRetryOptions(), { ...DEFAULT_RETRY_OPTIONS });
+test('retry defaults: stated once in the code, filled in around what a job sets, and the schema and README say the same', (t) => {
+  const defaults = { maxAttempts: 5, baseDelayMs: 250, maxDelayMs: 30_000, maxRetryAfterMs: 300_000, maxThrottledAttempts: 20 };
+  t.deepEqual(resolveRetryOptions(), defaults);
+  // What a job sets replaces its default and nothing else; an unset key (undefined) keeps it.
+  t.deepEqual(resolveRetryOptions({ maxAttempts: 3, baseDelayMs: undefined }), { ...defaults, maxAttempts: 3 });
+  t.deepEqual(DEFAULT_RETRY_OPTIONS, defaults, 'a resolve does not change the defaults');
   t.throws(() => resolveRetryOptions({ maxAttempts: 0 }), { message: /retry.maxAttempts must be an integer ≥ 1 \(got 0\)/ });
   t.throws(() => resolveRetryOptions({ baseDelayMs: 100, maxDelayMs: 10 }), { message: /maxDelayMs/ });
+
+  // The job schema (what an editor shows) and the README's settings table repeat the defaults a
+  // job gets: they must not drift from the code's.
+  const schema = JSON.parse(readFileSync(new URL('../schema/job.schema.json', import.meta.url), 'utf8')) as {
+    properties: Record<string, { properties: Record<string, { description: string }> }>;
+  };
+  const stated = (group: string, key: string): number => Number(/\(default (\d+)\)/.exec(schema.properties[group]!.properties[key]!.description)?.[1]);
+  for (const key of ['maxAttempts', 'baseDelayMs', 'maxDelayMs'] as const) t.is(stated('retry', key), DEFAULT_RETRY_OPTIONS[key], `schema retry.${key}`);
+  for (const key of ['connectMs', 'headersMs', 'bodyMs'] as const) t.is(stated('timeouts', key), DEFAULT_TIMEOUTS[key], `schema timeouts.${key}`);
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const row = (name: string): number[] => (new RegExp(`^\\| \`${name}[^|]*\\| ([\\d, ]+) \\|`, 'm').exec(readme)?.[1] ?? '').split(',').map(Number);
+  t.deepEqual(row('retry.maxAttempts'), [DEFAULT_RETRY_OPTIONS.maxAttempts, DEFAULT_RETRY_OPTIONS.baseDelayMs, DEFAULT_RETRY_OPTIONS.maxDelayMs], 'README retry row');
+  t.deepEqual(row('timeouts.connectMs'), [DEFAULT_TIMEOUTS.connectMs, DEFAULT_TIMEOUTS.headersMs, DEFAULT_TIMEOUTS.bodyMs], 'README timeouts row');
 });
 
 test('Retry-After as delta-seconds, as an HTTP date, capped', (t) => {
