@@ -4,7 +4,7 @@ import test from 'ava';
 import pg from 'pg';
 import { isConveyError } from '../src/errors.ts';
 import { readWatermark } from '../src/state/sql/watermarks.ts';
-import { usingPostgres } from './helpers/databases.ts';
+import { usingPostgres, type TestDatabases } from './helpers/databases.ts';
 import { CONVERSIONS_SQL, classicJob, eventsJob, insertRows, rows, succeededRun, withReceiver, type SummaryJson, projectWithRows } from './helpers/fixtures.ts';
 import { createTestProject } from './helpers/project.ts';
 
@@ -135,9 +135,16 @@ test('a conversion id repeated in one batch, valid or malformed alike, is one re
 
 test('a state store and source whose DateStyle is not ISO: the next run starts from the watermark, not from the start', async (t) => {
   const project = await projectWithRows(t, rows(4));
-  // Set for sessions that start after it (PGlite's single session began earlier: there the test
-  // shows only that nothing else breaks).
-  await project.db.stateSql(`do $$ begin execute format('alter database %I set datestyle = %L', current_database(), 'SQL, DMY'); end $$`);
+  // New sessions of both databases print dates as "01/03/2026 00:00:00 UTC". PostgreSQL: for this
+  // test's database only (the server is shared). Embedded: for that PGlite folder, which reads
+  // its configuration file each time it is opened (ALTER DATABASE is not applied to its session).
+  const nonIso = usingPostgres
+    ? `do $$ begin execute format('alter database %I set datestyle = %L', current_database(), 'SQL, DMY'); end $$`
+    : `alter system set datestyle = 'SQL, DMY'`;
+  await project.db.stateSql(nonIso);
+  if (!usingPostgres) await project.db.sourceSql(nonIso);
+  // The setting is in force for a session that does not set its own, as convey's do.
+  t.is(await freshSessionDateStyle(project.db), 'SQL, DMY');
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
     const first = await succeededRun(t, project);
@@ -149,6 +156,18 @@ test('a state store and source whose DateStyle is not ISO: the next run starts f
     t.is(receiver.stats().unique, 4);
   });
 });
+
+/** DateStyle of a new session of the state store (the embedded one opens afresh for each call). */
+async function freshSessionDateStyle(db: TestDatabases): Promise<string> {
+  if (!db.stateUrl) return (await db.stateSql('show datestyle')).rows[0].DateStyle as string;
+  const client = new pg.Client({ connectionString: db.stateUrl });
+  await client.connect();
+  try {
+    return (await client.query<{ DateStyle: string }>('show datestyle')).rows[0]!.DateStyle;
+  } finally {
+    await client.end();
+  }
+}
 
 // convey's own connections set DateStyle ISO; a session that does not (behind a pooler in
 // transaction mode) is reached here with a client of the test's own. PostgreSQL only: the
