@@ -475,9 +475,11 @@ test('unknown errors are not retried; a refused connection is', async (t) => {
   const bad = await until({ clock, engine }, engine.send({ method: 'GET', url: 'not a url', headers: {} }));
   t.like(bad, { kind: 'failed', attempts: 1 });
   // Port 1 on loopback: nothing listens there.
-  const refused = await until({ clock, engine }, engine.send({ method: 'GET', url: 'http://127.0.0.1:1/event', headers: {} }));
+  const refused = await until({ clock, engine }, engine.send({ method: 'GET', url: 'http://127.0.0.1:1/event?a=1&u=visitor', headers: {} }));
   t.like(refused, { kind: 'failed', attempts: 2 });
   t.regex((refused as { error: string }).error, /ECONNREFUSED/);
+  // The failure says what, where (without the query, which is the conversion) and when.
+  t.like(refused, { failure: { cause: 'network_ECONNREFUSED', kind: 'network', code: 'ECONNREFUSED', endpoint: 'http://127.0.0.1:1/event', retryable: true, at: clock.now() } });
   t.like(engine.stats(), { otherErrors: 1, networkErrors: 2 });
   await engine.close();
 });

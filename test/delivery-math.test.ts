@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import test from 'ava';
 import { AdaptiveRate } from '../src/delivery/adaptive-rate.ts';
+import { actionFor, describeCause, endpointOf, firstBytes } from '../src/delivery/failure.ts';
 import { DEFAULT_TIMEOUTS } from '../src/delivery/http-client.ts';
 import { PauseGate } from '../src/delivery/pause-gate.ts';
 import {
@@ -226,10 +227,14 @@ test('retry table: statuses', (t) => {
   // A 3xx is the answer of whatever sits at a wrong endpoint, not Optimizely's: nothing was
   // processed. Failed at once (the same URL redirects again), kept for the next run.
   for (const status of [301, 302, 304, 307, 308]) {
-    t.like(policy.decide(response(status, { location: 'https://elsewhere/' }), fresh), { action: 'fail', status }, `${status}`);
+    t.like(
+      policy.decide(response(status, { location: 'https://user:secret@elsewhere/v1/events?key=k' }), fresh),
+      { action: 'fail', status, failure: { cause: `http_${status}`, kind: 'http', status, message: 'redirect to https://elsewhere/v1/events', retryable: false } },
+      `${status}`,
+    );
   }
   for (const status of [408, 429, 500, 501, 502, 503, 504, 599]) {
-    t.is(policy.decide(response(status), fresh).action, 'retry', `${status}`);
+    t.like(policy.decide(response(status), fresh), { action: 'retry', failure: { cause: `http_${status}`, retryable: true } }, `${status}`);
   }
   for (const status of [400, 413, 422]) {
     const decision = policy.decide(response(status, {}, `{"error":"bad ${status}"}`), fresh);
@@ -237,29 +242,45 @@ test('retry table: statuses', (t) => {
   }
   // The same answer for every conversion (wrong path, method, credentials): failed, not refused.
   for (const status of [401, 403, 404, 405, 409]) {
-    t.like(policy.decide(response(status, {}, 'nope'), fresh), { action: 'fail', cause: 'status', status }, `${status}`);
+    t.like(policy.decide(response(status, {}, 'nope'), fresh), { action: 'fail', status, failure: { cause: `http_${status}`, kind: 'http', message: 'nope', retryable: false } }, `${status}`);
   }
 });
 
-test('retry table: network errors and timeouts are retried, anything else fails at once', (t) => {
+test('retry table: network errors, timeouts and a DNS resolver that did not answer are retried; TLS, a name that does not exist and anything else fail at once', (t) => {
   const policy = policyWith(() => 0.5);
-  for (const code of ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'UND_ERR_SOCKET', 'ENOTFOUND', 'EHOSTUNREACH']) {
-    const decision = policy.decide(thrown(code), fresh);
-    t.like(decision, { action: 'retry', cause: 'network', throttled: false }, code);
+  for (const code of ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'UND_ERR_SOCKET', 'EHOSTUNREACH']) {
+    const decision = policy.decide(thrown(code, 'lost'), fresh);
+    t.like(decision, { action: 'retry', throttled: false, failure: { cause: `network_${code}`, kind: 'network', code, message: 'lost', retryable: true } }, code);
   }
-  for (const code of ['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']) {
-    t.like(policy.decide(thrown(code), fresh), { action: 'retry', cause: 'timeout' }, code);
+  t.like(policy.decide(thrown('EAI_AGAIN'), fresh), { action: 'retry', failure: { cause: 'dns_EAI_AGAIN', kind: 'dns', retryable: true } });
+  for (const [code, cause] of [
+    ['UND_ERR_CONNECT_TIMEOUT', 'timeout_connect'],
+    ['UND_ERR_HEADERS_TIMEOUT', 'timeout_headers'],
+    ['UND_ERR_BODY_TIMEOUT', 'timeout_body'],
+    ['ETIMEDOUT', 'timeout_connect'],
+  ] as const) {
+    t.like(policy.decide(thrown(code), fresh), { action: 'retry', failure: { cause, kind: 'timeout', code, retryable: true } }, code);
   }
   // Node's happy-eyeballs connect wraps the per-address errors in an AggregateError.
   const aggregate = new AggregateError([Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })], 'connect failed');
-  t.like(policy.decide({ error: aggregate }, fresh), { action: 'retry', cause: 'network' });
-  for (const code of ['UND_ERR_INVALID_ARG', 'UND_ERR_DESTROYED', 'UND_ERR_CLOSED', 'ERR_SOMETHING']) {
-    t.like(policy.decide(thrown(code), fresh), { action: 'fail', cause: 'unexpected' }, code);
+  t.like(policy.decide({ error: aggregate }, fresh), { action: 'retry', failure: { kind: 'network', code: 'ECONNREFUSED', message: 'refused' } });
+  for (const [code, kind] of [
+    ['DEPTH_ZERO_SELF_SIGNED_CERT', 'tls'],
+    ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'tls'],
+    ['CERT_HAS_EXPIRED', 'tls'],
+    ['ERR_TLS_CERT_ALTNAME_INVALID', 'tls'],
+    ['ERR_SSL_WRONG_VERSION_NUMBER', 'tls'],
+    ['ENOTFOUND', 'dns'],
+    ['UND_ERR_INVALID_ARG', 'other'],
+    ['UND_ERR_DESTROYED', 'other'],
+    ['ERR_SOMETHING', 'other'],
+  ] as const) {
+    t.like(policy.decide(thrown(code), fresh), { action: 'fail', failure: { cause: `${kind}_${code}`, kind, code, retryable: false } }, code);
   }
   t.like(policy.decide({ error: new TypeError('bad header') }, fresh), {
     action: 'fail',
-    cause: 'unexpected',
     error: 'bad header',
+    failure: { cause: 'other', kind: 'other', message: 'bad header', retryable: false },
   });
 });
 
@@ -269,13 +290,13 @@ test('retry table: attempts run out at maxAttempts with the last error', (t) => 
   t.like(policy.decide(response(500), { counted: 1, throttled: 0 }), { action: 'retry', backoffMs: 100 });
   t.deepEqual(policy.decide(response(502, {}, 'bad gateway'), { counted: 2, throttled: 0 }), {
     action: 'fail',
-    cause: 'status',
+    failure: { cause: 'http_502', kind: 'http', status: 502, message: 'bad gateway', retryable: true },
     status: 502,
     error: 'HTTP 502: bad gateway',
   });
   t.like(policy.decide(thrown('UND_ERR_HEADERS_TIMEOUT', 'Headers Timeout Error'), { counted: 2, throttled: 0 }), {
     action: 'fail',
-    cause: 'timeout',
+    failure: { cause: 'timeout_headers', message: 'Headers Timeout Error' },
     error: 'UND_ERR_HEADERS_TIMEOUT: Headers Timeout Error',
   });
 });
@@ -306,6 +327,50 @@ test('retry table: 429/503 with Retry-After pause the destination and do not use
     status: 429,
     error: 'HTTP 429 (throttled 4 times; giving up)',
   });
+});
+
+// ---------------------------------------------------------------- failures
+
+test('an endpoint is printed without user info or query string: either may hold a key', (t) => {
+  t.is(endpointOf('https://logx.optimizely.com/v1/events'), 'https://logx.optimizely.com/v1/events');
+  t.is(endpointOf('https://user:secret@proxy.example:8443/v1/events?key=abc#x'), 'https://proxy.example:8443/v1/events');
+  t.is(endpointOf('http://1234567.log.optimizely.com/event?a=1234567&n=example_event&u=v1'), 'http://1234567.log.optimizely.com/event');
+  t.is(endpointOf('http://h?x=1'), 'http://h');
+  t.is(endpointOf('http://a@b@h/p'), 'http://h/p');
+  t.is(endpointOf('not a url?key=1'), 'not a url');
+});
+
+test('the answer in a failure is its first 200 bytes, never half a character', (t) => {
+  t.is(firstBytes('short'), 'short');
+  t.is(firstBytes('x'.repeat(200)), 'x'.repeat(200));
+  t.is(firstBytes('x'.repeat(201)), `${'x'.repeat(200)}…`);
+  // 'é' is two bytes: 100 of them fill the 200 bytes; a 199-byte cut backs up to a whole one.
+  t.is(firstBytes('é'.repeat(150)), `${'é'.repeat(100)}…`);
+  t.is(firstBytes(`x${'é'.repeat(150)}`), `x${'é'.repeat(99)}…`);
+  const failure = policyWith(() => 0.5).decide(response(500, {}, `<html>${'ü'.repeat(300)}</html>`), { counted: 4, throttled: 0 });
+  t.like(failure, { action: 'fail', failure: { message: `<html>${'ü'.repeat(97)}…` } });
+});
+
+test('each kind of failure says what it is and what to do', (t) => {
+  const cases: Array<[Parameters<typeof actionFor>[0], RegExp, RegExp]> = [
+    [{ kind: 'tls', code: 'DEPTH_ZERO_SELF_SIGNED_CERT', retryable: false }, /certificate is not trusted/, /NODE_EXTRA_CA_CERTS/],
+    [{ kind: 'tls', code: 'CERT_HAS_EXPIRED', retryable: false }, /out of date/, /renew/],
+    [{ kind: 'tls', code: 'ERR_SSL_WRONG_VERSION_NUMBER', retryable: false }, /handshake/, /plain HTTP/],
+    [{ kind: 'dns', code: 'ENOTFOUND', retryable: false }, /does not resolve/, /typo/],
+    [{ kind: 'http', status: 401, retryable: false }, /refused convey's requests \(HTTP 401\)/, /accountId/],
+    [{ kind: 'http', status: 404, retryable: false }, /no such endpoint/, /endpoint \(or region\)/],
+    [{ kind: 'http', status: 301, retryable: false }, /redirects/, /never redirects/],
+    [{ kind: 'http', status: 500, retryable: true }, /failed every attempt/, /passing/],
+    [{ kind: 'http', status: 429, retryable: true }, /throttled/, /rateLimit\.perSecond/],
+    [{ kind: 'network', code: 'ECONNREFUSED', retryable: true }, /nothing accepts/, /host and port/],
+    [{ kind: 'timeout', code: 'UND_ERR_HEADERS_TIMEOUT', retryable: true }, /in time/, /timeouts\.headersMs/],
+    [{ kind: 'other', retryable: false }, /does not classify/, /CONVEY_LOG_LEVEL=debug/],
+  ];
+  for (const [failure, what, action] of cases) {
+    t.regex(describeCause(failure), what, JSON.stringify(failure));
+    t.regex(actionFor(failure, 'orders'), action, JSON.stringify(failure));
+    t.regex(actionFor(failure, 'orders'), /convey retry orders/, 'and the conversions are kept');
+  }
 });
 
 // ---------------------------------------------------------------- AIMD

@@ -4,6 +4,7 @@ import { ConveyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../time/clock.ts';
 import { AdaptiveRate } from './adaptive-rate.ts';
+import { endpointOf, type AttemptFailure, type Failure, type FailureKind } from './failure.ts';
 import { createHttpClient, DEFAULT_TIMEOUTS, type HttpClient, type HttpTimeouts } from './http-client.ts';
 import { PauseGate } from './pause-gate.ts';
 import type { OutboundRequest, SendResult } from './request.ts';
@@ -32,8 +33,12 @@ import { TokenBucket } from './token-bucket.ts';
  *   counts every HTTP attempt, throttled or not.
  *
  * Graceful stop (`signal`): not started → `cancelled` (attempts 0); in flight → finishes (bounded
- * by the timeouts); waiting for a retry → `failed` "stopped before retry: …" (it may have reached
- * the server). Nothing else can keep `send` waiting once the signal fires.
+ * by the timeouts); waiting for a retry → `failed` "stopped before retry: …" with the last
+ * attempt's failure (it may have reached the server). Nothing else can keep `send` waiting once
+ * the signal fires.
+ *
+ * A failed result carries its Failure (failure.ts): the cause, the endpoint without credentials,
+ * and when. Built only for a request that fails, so a delivery costs nothing more.
  */
 
 export interface DeliveryOptions {
@@ -200,11 +205,11 @@ export class DeliveryEngine {
     const signal = this.#signal;
     const sending: Sending = { request, counted: 0, throttled: 0 };
     let attempts = 0;
-    let lastError = '';
+    let last: Extract<Decision, { action: 'retry' }> | undefined;
     for (;;) {
-      if (signal?.aborted) return this.#stopped(attempts, lastError);
+      if (signal?.aborted) return this.#stopped(request, attempts, last);
       const decision = await this.#slots.run(this.#attemptInSlot, sending, STOPPED);
-      if (decision === STOPPED) return this.#stopped(attempts, lastError);
+      if (decision === STOPPED) return this.#stopped(request, attempts, last);
       attempts++;
 
       switch (decision.action) {
@@ -216,31 +221,33 @@ export class DeliveryEngine {
           this.#refused++;
           this.#adaptive?.onSuccess();
           return { kind: 'refused', status: decision.status, body: decision.body, attempts };
-        case 'fail':
-          this.#count(decision.cause, decision.status);
+        case 'fail': {
+          this.#count(decision.failure.kind, decision.status);
           if (decision.status === 429) this.#adaptive?.onThrottled();
           this.#failed++;
+          const failure = this.#located(decision.failure, request);
           return decision.status === undefined
-            ? { kind: 'failed', error: decision.error, attempts }
-            : { kind: 'failed', error: decision.error, status: decision.status, attempts };
+            ? { kind: 'failed', error: decision.error, attempts, failure }
+            : { kind: 'failed', error: decision.error, status: decision.status, attempts, failure };
+        }
         case 'retry':
           break;
       }
 
-      this.#count(decision.cause, decision.status);
+      this.#count(decision.failure.kind, decision.status);
       if (decision.status === 429) this.#adaptive?.onThrottled();
       this.#retries++;
-      lastError = decision.error;
+      last = decision;
       if (decision.throttled) sending.throttled++;
       else sending.counted++;
-      this.#logger.debug('retrying', { url: request.url, attempts, error: decision.error });
+      this.#logger.debug('retrying', { endpoint: endpointOf(request.url), attempts, cause: decision.failure.cause, error: decision.error });
       // A Retry-After pause is already in force (#attempt); the next attempt waits it out.
       if (decision.pauseMs > 0) continue;
-      if (signal?.aborted) return this.#stopped(attempts, lastError);
+      if (signal?.aborted) return this.#stopped(request, attempts, last);
       try {
         await this.#clock.sleep(decision.backoffMs, signal);
       } catch {
-        return this.#stopped(attempts, lastError);
+        return this.#stopped(request, attempts, last);
       }
     }
   }
@@ -321,21 +328,31 @@ export class DeliveryEngine {
     }
   }
 
-  #count(cause: 'status' | 'network' | 'timeout' | 'unexpected', status: number | undefined): void {
-    if (cause === 'network') this.#networkErrors++;
-    else if (cause === 'timeout') this.#timeouts++;
-    else if (cause === 'unexpected') this.#otherErrors++;
-    else if (status === 429) this.#status429++;
-    else if (status !== undefined && status >= 500) this.#status5xx++;
+  /** Counts by kind: a connection that failed (refused, reset, TLS, DNS) is a network error. */
+  #count(kind: FailureKind, status: number | undefined): void {
+    if (kind === 'http') {
+      if (status === 429) this.#status429++;
+      else if (status !== undefined && status >= 500) this.#status5xx++;
+    } else if (kind === 'timeout') this.#timeouts++;
+    else if (kind === 'other') this.#otherErrors++;
+    else this.#networkErrors++;
   }
 
-  #stopped(attempts: number, lastError: string): SendResult {
-    if (attempts === 0) {
+  /** Only for a request that fails: where (without credentials) and when. */
+  #located(failure: AttemptFailure, request: OutboundRequest): Failure {
+    return { ...failure, endpoint: endpointOf(request.url), at: this.#clock.now() };
+  }
+
+  /** Stopped before its first attempt (cancelled) or before a retry: failed with the last attempt's failure. */
+  #stopped(request: OutboundRequest, attempts: number, last: Extract<Decision, { action: 'retry' }> | undefined): SendResult {
+    if (attempts === 0 || last === undefined) {
       this.#cancelled++;
       return { kind: 'cancelled', attempts: 0 };
     }
     this.#failed++;
-    return { kind: 'failed', error: `stopped before retry: ${lastError}`, attempts };
+    const failure = this.#located(last.failure, request);
+    const error = `stopped before retry: ${last.error}`;
+    return last.status === undefined ? { kind: 'failed', error, attempts, failure } : { kind: 'failed', error, status: last.status, attempts, failure };
   }
 }
 

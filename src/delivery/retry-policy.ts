@@ -1,4 +1,5 @@
 import { ConveyError } from '../errors.ts';
+import { errorCode, errorFailure, firstBytes, statusFailure, type AttemptFailure } from './failure.ts';
 import type { HttpResponse } from './http-client.ts';
 
 /**
@@ -15,6 +16,7 @@ import type { HttpResponse } from './http-client.ts';
  * | other 4xx (401, 403, 404, 405, …)         | failed at once: the request went to the wrong place or without the right to; the next run sends it again |
  * | network error (RETRIED_ERROR_CODES)       | retried with backoff; counts as an attempt      |
  * | undici timeout (connect, headers, body)   | retried with backoff; counts as an attempt      |
+ * | TLS error, a name that does not resolve   | failed at once: the same certificate, the same missing name next time; the next run sends it again |
  * | anything else thrown                      | failed at once (a bug or a bad request: retrying repeats it) |
  *
  * Retrying a POST that may have reached the server is safe because Optimizely de-duplicates
@@ -50,27 +52,30 @@ export const DEFAULT_RETRY_OPTIONS: Readonly<RetryOptions> = Object.freeze({
   maxThrottledAttempts: 20,
 });
 
-/** Error codes that mean "the network failed; the same request may well work again". */
-const RETRIED_ERROR_CODES: ReadonlyMap<string, 'network' | 'timeout'> = new Map([
+/**
+ * Error codes that mean "the network failed; the same request may well work again". Not here,
+ * so failed at once: TLS errors (the same certificate comes back), ENOTFOUND (the name does not
+ * exist; a resolver that did not answer says EAI_AGAIN), and anything unknown.
+ */
+const RETRIED_ERROR_CODES: ReadonlySet<string> = new Set([
   // From the brief and undici's own RetryHandler defaults (lib/handler/retry-handler.js).
-  ['ECONNRESET', 'network'],
-  ['ECONNREFUSED', 'network'],
-  ['EPIPE', 'network'],
-  ['ENOTFOUND', 'network'],
-  ['EAI_AGAIN', 'network'],
-  ['ENETDOWN', 'network'],
-  ['ENETUNREACH', 'network'],
-  ['EHOSTDOWN', 'network'],
-  ['EHOSTUNREACH', 'network'],
-  ['ECONNABORTED', 'network'],
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENETDOWN',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'EHOSTUNREACH',
+  'ECONNABORTED',
   /** undici's SocketError: "other side closed", socket closed mid-response. */
-  ['UND_ERR_SOCKET', 'network'],
+  'UND_ERR_SOCKET',
   /** The server closed before sending all of the body its content-length promised. */
-  ['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'network'],
-  ['ETIMEDOUT', 'timeout'],
-  ['UND_ERR_CONNECT_TIMEOUT', 'timeout'],
-  ['UND_ERR_HEADERS_TIMEOUT', 'timeout'],
-  ['UND_ERR_BODY_TIMEOUT', 'timeout'],
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
 ]);
 
 export type AttemptOutcome =
@@ -78,15 +83,12 @@ export type AttemptOutcome =
   /** The request threw (network error, timeout, or something unexpected). */
   | { readonly status?: undefined; readonly error: unknown };
 
-/** What went wrong with an attempt, for the run's counters. */
-export type FailureCause = 'status' | 'network' | 'timeout' | 'unexpected';
-
 export type Decision =
   | { readonly action: 'deliver'; readonly status: number }
   | { readonly action: 'refuse'; readonly status: number; readonly body: string }
   | {
       readonly action: 'retry';
-      readonly cause: FailureCause;
+      readonly failure: AttemptFailure;
       readonly status: number | undefined;
       readonly error: string;
       /** Wait this long before the next attempt (this request only). 0 when `pauseMs` is set. */
@@ -98,7 +100,7 @@ export type Decision =
     }
   | {
       readonly action: 'fail';
-      readonly cause: FailureCause;
+      readonly failure: AttemptFailure;
       readonly status: number | undefined;
       readonly error: string;
     };
@@ -134,31 +136,37 @@ export class RetryPolicy {
     const status = outcome.status;
     if (status === undefined) {
       const error = (outcome as { error: unknown }).error;
-      const cause = errorCause(error);
+      const code = errorCode(error);
+      const retried = code !== undefined && RETRIED_ERROR_CODES.has(code);
+      const failure = errorFailure(error, retried);
       const message = describeError(error);
-      if (cause === 'unexpected') return { action: 'fail', cause, status: undefined, error: message };
-      return this.#retryOrFail(cause, undefined, message, undefined, budget);
+      if (!retried) return { action: 'fail', failure, status: undefined, error: message };
+      return this.#retryOrFail(failure, undefined, message, undefined, budget);
     }
     if (status < 300) return { action: 'deliver', status };
     const response = outcome as HttpResponse;
     if (status < 400) {
       // Only the redirect's answer came back, not the endpoint's: recorded failed (kept, sent
       // again next run), never delivered. Not retried now: the same URL redirects again.
-      const location = response.headers['location'];
-      const to = Array.isArray(location) ? location[0] : location;
-      const error = `HTTP ${status}${to ? ` redirect to ${to}` : ''}: not followed, Optimizely never redirects (check the destination's endpoint)`;
-      return { action: 'fail', cause: 'status', status, error };
+      const failure = statusFailure(response, false);
+      const error = `HTTP ${status} ${failure.message}: not followed, Optimizely never redirects (check the destination's endpoint)`;
+      return { action: 'fail', failure, status, error };
     }
     if (!isRetriedStatus(status)) {
       if (CONTENT_STATUSES.has(status)) return { action: 'refuse', status, body: response.body };
-      return { action: 'fail', cause: 'status', status, error: `${describeStatus(response)}: an answer about the request, not its conversions (check the destination's endpoint and account)` };
+      return {
+        action: 'fail',
+        failure: statusFailure(response, false),
+        status,
+        error: `${describeStatus(response)}: an answer about the request, not its conversions (check the destination's endpoint and account)`,
+      };
     }
     const error = describeStatus(response);
     const retryAfter =
       status === 429 || status === 503
         ? parseRetryAfter(response.headers['retry-after'], this.#now(), this.options.maxRetryAfterMs)
         : undefined;
-    return this.#retryOrFail('status', status, error, retryAfter, budget);
+    return this.#retryOrFail(statusFailure(response, true), status, error, retryAfter, budget);
   }
 
   /** Full jitter (AWS architecture blog, "Exponential Backoff And Jitter"): random() × min(max, base × 2^(attempt−1)). */
@@ -168,7 +176,7 @@ export class RetryPolicy {
   }
 
   #retryOrFail(
-    cause: FailureCause,
+    failure: AttemptFailure,
     status: number | undefined,
     error: string,
     retryAfterMs: number | undefined,
@@ -181,18 +189,18 @@ export class RetryPolicy {
       if (throttled > this.options.maxThrottledAttempts) {
         return {
           action: 'fail',
-          cause,
+          failure,
           status,
           error: `${error} (throttled ${throttled} times; giving up)`,
         };
       }
-      return { action: 'retry', cause, status, error, backoffMs: 0, pauseMs: retryAfterMs, throttled: true };
+      return { action: 'retry', failure, status, error, backoffMs: 0, pauseMs: retryAfterMs, throttled: true };
     }
     const counted = budget.counted + 1;
-    if (counted >= this.options.maxAttempts) return { action: 'fail', cause, status, error };
+    if (counted >= this.options.maxAttempts) return { action: 'fail', failure, status, error };
     return {
       action: 'retry',
-      cause,
+      failure,
       status,
       error,
       backoffMs: this.backoffMs(counted),
@@ -207,36 +215,16 @@ export function isRetriedStatus(status: number): boolean {
   return status === 408 || status === 429 || (status >= 500 && status <= 599);
 }
 
-/** Classify a thrown error by its code (looking through `cause` and AggregateError, as Node's happy-eyeballs connect wraps them). */
-export function errorCause(error: unknown): FailureCause {
-  const code = errorCode(error);
-  return (code !== undefined && RETRIED_ERROR_CODES.get(code)) || 'unexpected';
-}
-
-export function errorCode(error: unknown): string | undefined {
-  for (let e: unknown = error, depth = 0; e !== null && typeof e === 'object' && depth < 4; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    if (e instanceof AggregateError && e.errors.length > 0) e = e.errors[0];
-    else e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 function describeError(error: unknown): string {
   const code = errorCode(error);
   const message = error instanceof Error ? error.message : String(error);
   return code !== undefined && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
-/** Keep failure messages short enough for a log line and a state-store column. */
-const MAX_BODY_IN_MESSAGE = 200;
-
+/** Short enough for a log line and a state-store column. */
 function describeStatus(response: HttpResponse): string {
-  const body = response.body.trim();
-  if (body === '') return `HTTP ${response.status}`;
-  const snippet = body.length > MAX_BODY_IN_MESSAGE ? `${body.slice(0, MAX_BODY_IN_MESSAGE)}…` : body;
-  return `HTTP ${response.status}: ${snippet}`;
+  const body = firstBytes(response.body.trim());
+  return body === '' ? `HTTP ${response.status}` : `HTTP ${response.status}: ${body}`;
 }
 
 /**
