@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as state from './20261126_001_state.ts';
+import * as runFailures from './20261204_002_run_failures.ts';
 
 /**
  * Every migration, in order. Listed here rather than found by reading the folder, so the same
@@ -7,4 +8,5 @@ import * as state from './20261126_001_state.ts';
  */
 export const migrations: Array<{ name: string } & Knex.Migration> = [
   { name: '20261126_001_state', up: state.up, down: state.down },
+  { name: '20261204_002_run_failures', up: runFailures.up, down: runFailures.down },
 ];

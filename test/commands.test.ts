@@ -136,6 +136,53 @@ test('status reports the watermark, lag, last runs, waiting failures and open re
   });
 });
 
+test('status at a glance: one line per job (state, last run, lag, failing since, rejects, warnings); several jobs by name; a recovered job is ok again', async (t) => {
+  const project = await projectWithRows(t, rows(6));
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    await withReceiver({ protocol: 'classic', faults: { failRate: 1 } }, async (failing) => {
+      project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+      project.writeJob('broken', CONVERSIONS_SQL, classicJob(failing));
+      project.writeJob('idle', CONVERSIONS_SQL, eventsJob(receiver));
+      t.is((await project.cli(['run', 'orders'])).code, 0);
+      t.is((await project.cli(['run', 'broken'])).code, 1);
+      t.is((await project.cli(['run', 'broken'])).code, 1);
+
+      const table = (await project.cli(['status'])).stdout.trimEnd().split('\n');
+      t.is(table.length, 4, table.join('\n'));
+      t.regex(table[0]!, /^JOB +STATE +LAST RUN +LAG +FAILING SINCE +REJECTS +WARNINGS$/);
+      t.regex(table[1]!, /^broken +failing +#3 run failed \d+ s ago +\d+ s +\d+ s ago \(2 runs\) +0 +-$/);
+      t.regex(table[2]!, /^idle +never run +- +- +- +0 +-$/);
+      t.regex(table[3]!, /^orders +ok +#1 run succeeded \d+ s ago +\d+ s +- +0 +-$/);
+      // Several jobs by name: their lines only.
+      const two = (await project.cli(['status', 'orders', 'idle'])).stdout.trimEnd().split('\n');
+      t.deepEqual(two.slice(1).map((line) => line.split(/ +/)[0]), ['orders', 'idle']);
+      const json = (await project.cli(['status', '--json'])).json<{ jobs: Array<Record<string, any>> }>().jobs;
+      t.deepEqual(json.map((j) => [j.job, j.state]), [['broken', 'failing'], ['idle', 'never run'], ['orders', 'ok']]);
+      t.like(json[0], { failingSince: { runId: 2, runs: 2 }, failed: 6, lastFailure: { runId: 3, failures: [{ cause: 'http_500', conversions: 6 }] } });
+
+      // Warnings are the run's verdict, stored with the run where the store keeps them: read
+      // from a `warnings` field when the run record has one.
+      await project.db.stateSql(`alter table convey.runs add column warnings jsonb`);
+      await project.db.stateSql(`update convey.runs set warnings = $1 where id = 1`, [JSON.stringify([{ check: 'rows', message: 'read 6 rows; usually 38,000–42,000' }, 'a new reject reason'])]);
+      t.regex((await project.cli(['status'])).stdout, /^orders +ok .* 2: read 6 rows; usually 38,000–42,000, …$/m);
+      t.regex((await project.cli(['status', 'orders'])).stdout, /warnings +read 6 rows; usually 38,000–42,000\n +a new reject reason\n/);
+      t.deepEqual((await project.cli(['status', 'orders', '--json'])).json<{ jobs: Array<{ warnings: unknown[] }> }>().jobs[0]!.warnings, [
+        { check: 'rows', message: 'read 6 rows; usually 38,000–42,000' },
+        'a new reject reason',
+      ]);
+    });
+  });
+  // The endpoint is fixed: the next run sends the failed conversions first, and the job is ok.
+  await withReceiver({ protocol: 'classic' }, async (fixed) => {
+    project.writeJob('broken', CONVERSIONS_SQL, classicJob(fixed));
+    const recovered = await project.cli(['run', 'broken', '--json']);
+    t.is(recovered.code, 0, recovered.stderr);
+    t.like(recovered.json<SummaryJson>(), { retried: 6, sent: 6, failures: [] });
+    const status = (await project.cli(['status', 'broken', '--json'])).json<{ jobs: Array<Record<string, any>> }>().jobs[0]!;
+    t.like(status, { state: 'ok', failingSince: null, failed: 0, lastRun: { runId: 4, status: 'succeeded' }, lastFailure: { runId: 3 } });
+  });
+});
+
 test('rejects lists reasons and rows; --replay after a mapping fix sends those that now pass', async (t) => {
   const project = await projectWithRows(t, []);
   const dollars = rows(4, '2026-03-03T00:00:00Z', 'usd').map((r) => ({ ...r, revenue: '19.99' }));
@@ -173,10 +220,14 @@ test('retry sends failed conversions now, from the ledger, without reading the s
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
     t.is((await project.cli(['run', 'orders'])).code, 1);
     await project.db.sourceSql('drop table conversions');
+    // Still failing: the retry's summary says why, as a run's does.
+    const again = await project.cli(['retry', 'orders', '--json']);
+    t.is(again.code, 1, again.stderr);
+    t.like(again.json<SummaryJson>(), { mode: 'retry', failed: 12, failures: [{ cause: 'http_500', conversions: 12, retryable: true, endpoint: receiver.url }] });
     receiver.setFaults({});
     const retry = await project.cli(['retry', 'orders', '--json']);
     t.is(retry.code, 0, retry.stderr);
-    t.like(retry.json<SummaryJson>(), { mode: 'retry', read: 0, sent: 12, retried: 12, failed: 0, window: null });
+    t.like(retry.json<SummaryJson>(), { mode: 'retry', read: 0, sent: 12, retried: 12, failed: 0, window: null, failures: [] });
     t.is(receiver.stats().unique, 12);
   });
 });

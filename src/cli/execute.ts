@@ -6,7 +6,7 @@ import { systemClock } from '../time/clock.ts';
 import { createTransport, withSource, withState } from './context.ts';
 import { exitCodeForStatus } from './exit-codes.ts';
 import type { CliIO } from './io.ts';
-import { formatSummary, ProgressLine } from './output.ts';
+import { formatSummary, logFailures, ProgressLine } from './output.ts';
 
 /**
  * What run, backfill, retry and rejects --replay share: open the state store (migrating it), the
@@ -51,6 +51,7 @@ export async function executeCommand(
         await transport.close();
       }
       io.stdout.write(options.json ? JSON.stringify(summary) + '\n' : formatSummary(summary));
+      logFailures(io.logger.child({ job: job.name }), summary);
       io.setExitCode(exitCodeForStatus(summary.status, io.signal.reason as NodeJS.Signals | undefined));
       return summary;
     };

@@ -1,5 +1,8 @@
 import type { Writable } from 'node:stream';
+import { describeCause } from '../delivery/failure.ts';
+import type { Logger } from '../log.ts';
 import type { RunCounts } from '../pipeline/counts.ts';
+import type { FailureGroup } from '../pipeline/failures.ts';
 import type { RunSummary } from '../pipeline/run-job.ts';
 import type { SpoolStats } from '../source/spool.ts';
 
@@ -12,9 +15,13 @@ export function formatDuration(ms: number): string {
   return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
-/** The summary an on-call engineer reads in the morning: every count, nothing rounded away. */
+/**
+ * The summary an on-call engineer reads in the morning: every count, nothing rounded away, and
+ * why conversions failed. A failure retrying cannot fix is the first line.
+ */
 export function formatSummary(s: RunSummary): string {
-  const lines = [`convey ${s.mode} ${s.job} (run ${s.runId}): ${s.status} in ${formatDuration(s.durationMs)}`];
+  const lines = s.headline ? [s.headline] : [];
+  lines.push(`convey ${s.mode} ${s.job} (run ${s.runId}): ${s.status} in ${formatDuration(s.durationMs)}`);
   if (s.window) lines.push(`  window        ${s.window.start} → ${s.window.end}`);
   lines.push(`  read          ${n(s.read)} rows`);
   lines.push(`  sent          ${n(s.sent)}`);
@@ -34,7 +41,31 @@ export function formatSummary(s: RunSummary): string {
   if (s.watermark.before !== s.watermark.after || s.watermark.after) {
     lines.push(`  watermark     ${s.watermark.before ?? '(none)'} → ${s.watermark.after ?? '(none)'}`);
   }
+  if (s.failures.length) lines.push('  why failed    by cause, most conversions first', ...formatFailures(s.failures, '    '));
   return lines.join('\n') + '\n';
+}
+
+/** Failure groups, three lines each: how many, what and where, when; the answer; what to do. */
+export function formatFailures(groups: readonly FailureGroup[], indent: string): string[] {
+  return groups.flatMap((g) => [
+    `${indent}${n(g.conversions)} × ${g.cause}${g.retryable ? '' : ' (not retryable)'} at ${g.endpoint}, ${g.firstSeen === g.lastSeen ? g.firstSeen : `${g.firstSeen} → ${g.lastSeen}`}`,
+    `${indent}  ${g.message || '(empty answer)'}`.split('\n')[0]!,
+    `${indent}  ${g.action}`,
+  ]);
+}
+
+/**
+ * The log's account of a run's failures, on stderr beside the summary on stdout: the headline
+ * first, then one line per cause with its fields (for a log shipper, in JSON lines).
+ */
+export function logFailures(logger: Logger, s: RunSummary): void {
+  if (s.headline) logger.error(s.headline, { runId: s.runId, cause: s.failures.find((g) => !g.retryable)?.cause });
+  for (const g of s.failures) {
+    const fields = { runId: s.runId, cause: g.cause, endpoint: g.endpoint, conversions: g.conversions, firstSeen: g.firstSeen, lastSeen: g.lastSeen, message: g.message, action: g.action };
+    const text = `${n(g.conversions)} conversion${g.conversions === 1 ? '' : 's'} failed: ${describeCause(g)}${g.retryable ? '' : ' (not retryable)'}`;
+    if (g.retryable) logger.warn(text, fields);
+    else logger.error(text, fields);
+  }
 }
 
 /**

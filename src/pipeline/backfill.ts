@@ -37,7 +37,7 @@ export function backfillJob(deps: RunJobDeps, options: BackfillOptions): Promise
       run.details.chunks = record.chunks.length;
       run.details.chunksDoneBefore = record.chunks.length - todo.length;
       let done = 0;
-      await sendOpenConversions(run.open);
+      run.addFailures((await sendOpenConversions(run.open)).failures);
       for (const [i, chunk] of todo.entries()) {
         if (deps.signal.aborted) break;
         options.onChunk?.(record.chunks.length - todo.length + i, record.chunks.length, chunk);
@@ -48,6 +48,7 @@ export function backfillJob(deps: RunJobDeps, options: BackfillOptions): Promise
           ...(options.resend ? { resendSince: record.createdAt } : {}),
           resolveRejects: 'claimed',
         });
+        run.addFailures(result.failures);
         if (!result.complete) break;
         const chunkCounts = Object.fromEntries(Object.entries(run.counts).map(([k, v]) => [k, v - before[k as keyof RunCounts]]));
         await deps.db.transaction((tx) => finishChunk(tx, record.id, chunk.start, run.runId, chunkCounts));

@@ -1,11 +1,12 @@
 import type { Destination, Encoded } from '../destinations/destination.ts';
+import type { Failure } from '../delivery/failure.ts';
 import type { SendResult } from '../delivery/request.ts';
 import type { Transport } from './transport.ts';
 
 /** What became of one conversion handed to `deliver`. */
 export type ItemOutcome =
   | { kind: 'sent' }
-  | { kind: 'failed'; error: string; attempts: number }
+  | { kind: 'failed'; error: string; attempts: number; failure: Failure }
   | { kind: 'deferred' }
   | { kind: 'refused'; reason: string };
 
@@ -50,9 +51,11 @@ function settle(
     case 'delivered':
       for (const item of items) outcomes.set(item, SENT);
       return;
-    case 'failed':
-      for (const item of items) outcomes.set(item, { kind: 'failed', error: result.error, attempts: result.attempts });
+    case 'failed': {
+      const failed: ItemOutcome = { kind: 'failed', error: result.error, attempts: result.attempts, failure: result.failure };
+      for (const item of items) outcomes.set(item, failed);
       return;
+    }
     case 'cancelled':
       for (const item of items) outcomes.set(item, { kind: 'deferred' });
       return;

@@ -26,7 +26,8 @@ export function replayRejects(deps: RunJobDeps, options: { reasonCode?: string }
     },
     async body(run) {
       for (let i = 0; i < ids.length && !deps.signal.aborted; i += IDS_PER_QUERY) {
-        await sendWindow(run.send!, { window: run.window!, advanceWatermark: false, conversionIds: ids.slice(i, i + IDS_PER_QUERY), resolveRejects: 'passing' });
+        const result = await sendWindow(run.send!, { window: run.window!, advanceWatermark: false, conversionIds: ids.slice(i, i + IDS_PER_QUERY), resolveRejects: 'passing' });
+        run.addFailures(result.failures);
       }
       const { resolved, rejectedAgain } = await replayOutcome(deps.db, deps.job.name, run.runId);
       Object.assign(run.details, { replayable: ids.length, notReplayable, resolved, rejectedAgain, notFound: Math.max(0, ids.length - resolved - rejectedAgain) });

@@ -9,7 +9,7 @@ export function retryFailed(deps: Omit<RunJobDeps, 'source'>): Promise<RunSummar
   return executeRun(deps, {
     mode: 'retry',
     async body(run) {
-      await sendOpenConversions(run.open);
+      run.addFailures((await sendOpenConversions(run.open)).failures);
     },
   });
 }

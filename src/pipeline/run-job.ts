@@ -13,6 +13,7 @@ import type { Clock } from '../time/clock.ts';
 import type { Instant } from '../time/instant.ts';
 import { describeJobMapping } from './checked-batches.ts';
 import { zeroCounts, type RunCounts } from './counts.ts';
+import { failureHeadline, Failures, type FailureGroup } from './failures.ts';
 import { holdJob } from './job-lock.ts';
 import { sendOpenConversions, type SendOpenDeps } from './send-open.ts';
 import { sendWindow, type SendDeps } from './send-window.ts';
@@ -31,6 +32,10 @@ export interface RunSummary extends RunCounts {
   delivery?: Record<string, unknown>;
   /** Mode-specific facts (backfill chunks, replay results). */
   details?: Record<string, unknown>;
+  /** Why conversions failed, by cause and endpoint, most conversions first; [] when none did. */
+  failures: FailureGroup[];
+  /** One line when the run failed for a cause retrying cannot fix (TLS, DNS, 401/403/404, 3xx). */
+  headline?: string;
 }
 
 export interface RunJobDeps {
@@ -69,6 +74,8 @@ export interface RunContext {
   open: SendOpenDeps;
   /** Record where the watermark ended (incremental runs). */
   setWatermark(value: Instant | undefined): void;
+  /** Add what a step returned about the conversions that failed. */
+  addFailures(failures: Failures): void;
   details: Record<string, unknown>;
 }
 
@@ -83,6 +90,7 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
   const held = await holdJob(db, job.name, plan.mode, { sqlHash: job.sqlHash });
   deps.describeHolder?.({ job: job.name, runId: held.runId });
   const counts = zeroCounts();
+  const failures = new Failures();
   const details: Record<string, unknown> = {};
   let window: Window | null = null;
   let before: Instant | undefined;
@@ -114,6 +122,7 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       setWatermark: (value) => {
         after = value ?? after;
       },
+      addFailures: (more) => failures.merge(more),
       details,
     };
     await plan.body(context);
@@ -129,7 +138,9 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
     }
     counts.requests = deps.transport.requestCount();
     const status = outcome(counts, deps.signal.aborted, plan.maxRejects ?? job.maxRejects);
-    await finishRun(db, held.runId, { status, counts: { ...counts }, watermarkAfter: after });
+    const failed = failures.list(job.name);
+    await finishRun(db, held.runId, { status, counts: { ...counts }, watermarkAfter: after, failures: failed });
+    const headline = status === 'failed' ? failureHeadline(failed) : undefined;
     return {
       job: job.name,
       runId: held.runId,
@@ -140,10 +151,12 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       watermark: { before: before ?? null, after: after ?? null },
       durationMs: Math.round(clock.monotonic() - startedAt),
       ...(Object.keys(details).length ? { details } : {}),
+      failures: failed,
+      ...(headline ? { headline } : {}),
     };
   } catch (error) {
     counts.requests = deps.transport.requestCount();
-    await finishRun(db, held.runId, { status: 'failed', counts: { ...counts }, watermarkAfter: after, error: errorMessage(error) }).catch(() => undefined);
+    await finishRun(db, held.runId, { status: 'failed', counts: { ...counts }, watermarkAfter: after, error: errorMessage(error), failures: failures.list(job.name) }).catch(() => undefined);
     throw error;
   } finally {
     await held.release();
@@ -160,12 +173,13 @@ export function runJob(deps: RunJobDeps, options: { maxRejects?: number } = {}):
     ...(options.maxRejects === undefined ? {} : { maxRejects: options.maxRejects }),
     window: (watermark) => incrementalWindow(deps.job, watermark, deps.clock.now()),
     async body(run) {
-      await sendOpenConversions(run.open);
+      run.addFailures((await sendOpenConversions(run.open)).failures);
       const result = await sendWindow(run.send!, {
         window: run.window!,
         advanceWatermark: true,
         resolveRejects: (await countOpenRejects(deps.db, deps.job.name)) > 0 ? 'claimed' : false,
       });
+      run.addFailures(result.failures);
       run.setWatermark(result.watermark);
     },
   });

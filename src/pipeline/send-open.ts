@@ -5,6 +5,7 @@ import { abandonEmptyBatches, createBatch, finishBatch, keyOf, openConversions, 
 import { recordRejects, type RejectInput } from '../state/sql/rejects.ts';
 import type { RunCounts } from './counts.ts';
 import { deliver } from './deliver.ts';
+import { Failures } from './failures.ts';
 import type { Transport } from './transport.ts';
 
 export interface SendOpenDeps {
@@ -25,12 +26,13 @@ const PARALLEL_BATCHES = 4;
  * The retry step, run before any new row is read: sends again, from the payload the ledger kept,
  * the job's conversions that failed or were deferred, and those an interrupted run left pending
  * (in doubt: they may or may not have arrived; the Event API drops the copy by its uuid).
- * No query goes to the source.
+ * No query goes to the source. Returns why the conversions that failed again failed.
  */
-export async function sendOpenConversions(deps: SendOpenDeps): Promise<void> {
+export async function sendOpenConversions(deps: SendOpenDeps): Promise<{ failures: Failures }> {
   const { db, destination, job, runId } = deps;
+  const failures = new Failures();
   for (;;) {
-    if (deps.signal.aborted) return;
+    if (deps.signal.aborted) return { failures };
     const open = await openConversions(db, job.name, destination.key, runId, job.batchSize * PARALLEL_BATCHES);
     if (open.length === 0) break;
     const groups: StoredConversion[][] = [];
@@ -38,12 +40,13 @@ export async function sendOpenConversions(deps: SendOpenDeps): Promise<void> {
       const ofOrigin = open.filter((c) => (c.status === 'pending') === (origin === 'in-doubt'));
       for (let i = 0; i < ofOrigin.length; i += job.batchSize) groups.push(ofOrigin.slice(i, i + job.batchSize));
     }
-    await Promise.all(groups.map((group) => sendGroup(deps, group)));
+    await Promise.all(groups.map((group) => sendGroup(deps, group, failures)));
   }
   await db.transaction((tx) => abandonEmptyBatches(tx, job.name, runId));
+  return { failures };
 }
 
-async function sendGroup(deps: SendOpenDeps, group: StoredConversion[]): Promise<void> {
+async function sendGroup(deps: SendOpenDeps, group: StoredConversion[], failures: Failures): Promise<void> {
   const { db, destination, job, runId, counts } = deps;
   const origin = group[0]!.status === 'pending' ? 'in-doubt' : 'retry';
   let batchId = 0;
@@ -67,6 +70,7 @@ async function sendGroup(deps: SendOpenDeps, group: StoredConversion[]): Promise
     if (outcome.kind === 'sent') counts.sent++;
     else if (outcome.kind === 'failed') {
       counts.failed++;
+      failures.add(outcome.failure);
       exceptions.push({ ...key(item), outcome: 'failed', error: outcome.error, attempts: outcome.attempts });
     } else if (outcome.kind === 'deferred') {
       counts.deferred++;

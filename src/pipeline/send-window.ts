@@ -15,6 +15,7 @@ import type { Instant } from '../time/instant.ts';
 import { checkedBatches, duplicateReject, type CheckedBatch, type Item } from './checked-batches.ts';
 import type { RunCounts } from './counts.ts';
 import { deliver } from './deliver.ts';
+import { Failures } from './failures.ts';
 import { Frontier } from './frontier.ts';
 import type { Transport } from './transport.ts';
 
@@ -58,6 +59,8 @@ export interface SendResult {
   complete: boolean;
   /** Where the watermark stands after the pass, if it moved. */
   watermark: Instant | undefined;
+  /** Why the conversions counted failed, by cause. */
+  failures: Failures;
 }
 
 /**
@@ -69,6 +72,7 @@ export interface SendResult {
 export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<SendResult> {
   const { db, destination, job, runId, counts } = deps;
   const frontier = new Frontier();
+  const failures = new Failures();
   let watermark: Instant | undefined;
   let recording = Promise.resolve();
   let failure: unknown;
@@ -140,6 +144,7 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
         if (outcome.kind === 'sent') counts.sent++;
         else if (outcome.kind === 'failed') {
           counts.failed++;
+          failures.add(outcome.failure);
           exceptions.push({ event: item.event, conversionId: item.conversionId, outcome: 'failed', error: outcome.error, attempts: outcome.attempts });
         } else if (outcome.kind === 'deferred') {
           counts.deferred++;
@@ -201,5 +206,5 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
     await record(() => db.transaction((tx) => advanceWatermark(tx, job.name, options.window.end, runId)));
     watermark = options.window.end;
   }
-  return { complete, watermark };
+  return { complete, watermark, failures };
 }

@@ -88,10 +88,11 @@ function jobTo(destination: Record<string, unknown>, concurrency: number, extra:
   };
 }
 
-export const eventsJob = (receiver: Receiver, extra: Record<string, unknown> = {}): Record<string, unknown> =>
+/** To the receiver, or to any endpoint a test made (`{ url }`). */
+export const eventsJob = (receiver: Pick<Receiver, 'url'>, extra: Record<string, unknown> = {}): Record<string, unknown> =>
   jobTo({ type: 'optimizely-events', accountId: '1000', endpoint: receiver.url }, 4, extra);
 
-export const classicJob = (receiver: Receiver, extra: Record<string, unknown> = {}): Record<string, unknown> =>
+export const classicJob = (receiver: Pick<Receiver, 'url'>, extra: Record<string, unknown> = {}): Record<string, unknown> =>
   jobTo({ type: 'optimizely-classic', projectId: '1234567', endpoint: receiver.url }, 8, extra);
 
 /** What `convey run --json` prints. */

@@ -5,49 +5,25 @@ import { didYouMean } from '../../config/did-you-mean.ts';
 import type { Db } from '../../state/db.ts';
 import { countOpen } from '../../state/sql/ledger.ts';
 import { countOpenRejects } from '../../state/sql/rejects.ts';
-import { lastRuns, liveRun, runJobs, type RunRecord } from '../../state/sql/runs.ts';
+import { failureHeadline, type FailureGroup } from '../../pipeline/failures.ts';
+import { failingStreak, lastFailedRun, lastFinishedRun, lastRuns, liveRun, runJobs, type RunRecord, type RunStatus } from '../../state/sql/runs.ts';
 import { readWatermark } from '../../state/sql/watermarks.ts';
 import { parseInstant, toEpochMillis } from '../../time/instant.ts';
 import { projectFrom, withProjectOption, withStateReadOnly, type CommonFlags } from '../context.ts';
 import type { CliIO } from '../io.ts';
-import { formatDuration } from '../output.ts';
-
-export interface JobStatus {
-  job: string;
-  watermark: string | null;
-  /** Seconds between the watermark and now: how far behind the job is. */
-  lagSeconds: number | null;
-  running: { runId: number; mode: string; pid: number; host: string; startedAt: string | null } | null;
-  /** Conversions that failed (or were deferred by a stop) and wait for the next run or `convey retry`. */
-  failed: number;
-  /** Conversions left pending by a run that died; the next run resends them. */
-  inDoubt: number;
-  /** Rejects not yet replayed or resolved. */
-  rejects: number;
-  lastRuns: Array<{
-    runId: number;
-    mode: string;
-    status: string;
-    startedAt: string | null;
-    finishedAt: string | null;
-    durationMs: number | null;
-    window: { start: string | null; end: string | null };
-    counts: Record<string, number>;
-    error: string | null;
-    note: string | null;
-  }>;
-}
+import { formatStatusDetail, formatStatusTable, type JobStatus } from '../status-view.ts';
 
 const LAST_RUNS = 5;
 
 export function statusCommand(io: CliIO): Command {
   return withProjectOption(
     new Command('status')
-      .description('Per job: the watermark and lag, the last runs, failed conversions waiting, open rejects, and whether a run holds it now.')
-      .argument('[job]', 'one job (default: every job in jobs/ and in the history)')
-      .option('--json', 'print { jobs: [{ job, watermark, lagSeconds, running, failed, rejects, lastRuns }] }'),
-  ).action(async (name: string | undefined, flags: CommonFlags) => {
+      .description('One line per job (state, last run, lag, failing since, open rejects, warnings); with one job, the detail: watermark, waiting failures, why the last failed run failed, the last runs.')
+      .argument('[jobs...]', 'jobs to show (default: every job in jobs/ and in the history); one job shows its detail')
+      .option('--json', 'print { jobs: [{ job, state, watermark, lagSeconds, lastRun, failingSince, failed, rejects, warnings, lastFailure, lastRuns, … }] }'),
+  ).action(async (names: string[], flags: CommonFlags) => {
     const project = projectFrom(io, flags);
+    const now = Date.now();
     let jobs: JobStatus[];
     // Set when the embedded store was held: only the holder is known, from its lock file.
     let heldBy: string | undefined;
@@ -55,9 +31,9 @@ export function statusCommand(io: CliIO): Command {
       jobs = await withStateReadOnly(io, project, 'convey status', async (store) => {
         const known = [...new Set([...listJobNames(project), ...(store ? await runJobs(store.db) : [])])].sort();
         // A mistyped name would otherwise read as a job that never ran, with exit 0.
-        if (name && !known.includes(name)) throw unknownJob(name, known);
-        const names = name ? [name] : known;
-        return Promise.all(names.map((job) => (store ? jobStatus(store.db, job, Date.now()) : emptyStatus(job))));
+        for (const name of names) if (!known.includes(name)) throw unknownJob(name, known);
+        const selected = names.length ? [...new Set(names)] : known;
+        return Promise.all(selected.map((job) => (store ? jobStatus(store.db, job, now) : emptyStatus(job))));
       });
     } catch (error) {
       // The embedded store is held by a running convey: say who, from its lock file.
@@ -65,13 +41,15 @@ export function statusCommand(io: CliIO): Command {
       const holder = (error.details?.holder ?? {}) as { job?: string; runId?: number; pid?: number; host?: string; startedAt?: string; command?: string };
       io.logger.warn(error.message, { hint: 'Details are available when that run has finished (the embedded store serves one process).' });
       heldBy = `pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}`;
-      const names = name ? [name] : listJobNames(project);
-      jobs = names.map((job) => ({
+      jobs = (names.length ? names : listJobNames(project)).map((job) => ({
         ...emptyStatus(job),
+        state: holder.job === job ? 'running' : 'unknown',
         running: holder.job === job ? { runId: holder.runId ?? 0, mode: holder.command ?? 'run', pid: holder.pid ?? 0, host: holder.host ?? '', startedAt: holder.startedAt ?? null } : null,
       }));
     }
-    io.stdout.write(flags.json ? JSON.stringify({ jobs }) + '\n' : jobs.map((s) => formatStatus(s, heldBy)).join('\n'));
+    if (flags.json) io.stdout.write(JSON.stringify({ jobs }) + '\n');
+    else if (names.length === 1) io.stdout.write(formatStatusDetail(jobs[0]!, now, heldBy));
+    else io.stdout.write(formatStatusTable(jobs, now));
   });
 }
 
@@ -83,21 +61,70 @@ function unknownJob(name: string, known: string[]): ConveyError {
 }
 
 async function jobStatus(db: Db, job: string, now: number): Promise<JobStatus> {
-  const [watermark, live, open, rejects, runs] = await Promise.all([readWatermark(db, job), liveRun(db, job), countOpen(db, job), countOpenRejects(db, job), lastRuns(db, job, LAST_RUNS)]);
+  const [watermark, live, open, rejects, runs, last, streak, failedRun] = await Promise.all([
+    readWatermark(db, job),
+    liveRun(db, job),
+    countOpen(db, job),
+    countOpenRejects(db, job),
+    lastRuns(db, job, LAST_RUNS),
+    lastFinishedRun(db, job),
+    failingStreak(db, job),
+    lastFailedRun(db, job),
+  ]);
   return {
     job,
+    state: live ? 'running' : !last ? 'never run' : STATE_OF[last.status],
     watermark: watermark ?? null,
     lagSeconds: watermark ? Math.round((now - toEpochMillis(watermark)) / 1000) : null,
     running: live ? { runId: live.id, mode: live.mode, pid: live.pid, host: live.host, startedAt: iso(live.startedAt) } : null,
+    lastRun: last ? { runId: last.id, mode: last.mode, status: last.status, startedAt: iso(last.startedAt), finishedAt: iso(last.finishedAt) } : null,
+    failingSince: streak.runs && streak.firstRunId !== null ? { runId: streak.firstRunId, startedAt: iso(streak.since), runs: streak.runs } : null,
     failed: open.failed + open.deferred,
     inDoubt: open.inDoubt,
     rejects,
+    warnings: Array.isArray(last?.warnings) ? (last.warnings as unknown[]) : [],
+    lastFailure: failedRun ? failureOf(failedRun) : null,
     lastRuns: runs.map(runLine),
   };
 }
 
+const STATE_OF: Record<RunStatus, JobStatus['state']> = {
+  succeeded: 'ok',
+  failed: 'failing',
+  crashed: 'crashed',
+  interrupted: 'interrupted',
+  running: 'running',
+};
+
+function failureOf(run: RunRecord): NonNullable<JobStatus['lastFailure']> {
+  // Stored by the run from its summary (state/sql/runs.ts keeps it as plain JSON).
+  const failures = run.failures as unknown as FailureGroup[];
+  return {
+    runId: run.id,
+    mode: run.mode,
+    finishedAt: iso(run.finishedAt),
+    headline: (run.status === 'failed' && failureHeadline(failures)) || null,
+    error: run.error,
+    failures,
+  };
+}
+
 function emptyStatus(job: string): JobStatus {
-  return { job, watermark: null, lagSeconds: null, running: null, failed: 0, inDoubt: 0, rejects: 0, lastRuns: [] };
+  return {
+    job,
+    state: 'never run',
+    watermark: null,
+    lagSeconds: null,
+    running: null,
+    lastRun: null,
+    failingSince: null,
+    failed: 0,
+    inDoubt: 0,
+    rejects: 0,
+    warnings: [],
+    lastFailure: null,
+    lastRuns: [],
+  };
 }
 
 function runLine(r: RunRecord): JobStatus['lastRuns'][number] {
@@ -118,23 +145,3 @@ function runLine(r: RunRecord): JobStatus['lastRuns'][number] {
 }
 
 const iso = (text: string | null): string | null => (text ? (parseInstant(text) ?? text) : null);
-
-function formatStatus(s: JobStatus, heldBy: string | undefined): string {
-  const running = `  running    ${s.running ? `run ${s.running.runId} (${s.running.mode}, pid ${s.running.pid} on ${s.running.host}, since ${s.running.startedAt})` : 'no'}`;
-  if (heldBy) {
-    // Nothing was read: "(none yet)" and "0 failed" would read as a job that never ran.
-    return `${s.job}\n  watermark  unknown: the embedded store is held by ${heldBy} (run convey status when it has finished)\n${running}\n`;
-  }
-  const lines = [`${s.job}`];
-  lines.push(`  watermark  ${s.watermark ?? '(none yet)'}${s.lagSeconds !== null ? `  (${formatDuration(s.lagSeconds * 1000)} behind now)` : ''}`);
-  lines.push(running);
-  lines.push(`  waiting    ${s.failed} failed${s.inDoubt ? `, ${s.inDoubt} in doubt` : ''} (sent first by the next run; convey retry ${s.job} sends them now)`);
-  lines.push(`  rejects    ${s.rejects} open${s.rejects ? ` (convey rejects ${s.job})` : ''}`);
-  if (s.lastRuns.length) lines.push('  last runs');
-  for (const r of s.lastRuns) {
-    const c = r.counts;
-    const counts = r.mode === 'state' ? (r.note ?? '') : `read ${c.read ?? 0}, sent ${c.sent ?? 0}, already ${c.alreadySent ?? 0}, rejected ${c.rejected ?? 0}, failed ${c.failed ?? 0}`;
-    lines.push(`    ${String(r.runId).padStart(4)} ${r.mode.padEnd(8)} ${r.status.padEnd(11)} ${r.startedAt ?? ''}  ${r.durationMs !== null ? formatDuration(r.durationMs).padEnd(9) : ''.padEnd(9)} ${counts}${r.error ? `  error: ${r.error.split('\n')[0]}` : ''}`);
-  }
-  return lines.join('\n') + '\n';
-}

@@ -39,12 +39,19 @@ export interface RunRecord {
   actor: string | null;
   note: string | null;
   error: string | null;
+  /** Why conversions failed, by cause (the run summary's `failures`); [] when none did. */
+  failures: Array<Record<string, unknown>>;
+  /**
+   * The run's verdict warnings, when the store keeps them (a `warnings` column); undefined
+   * otherwise. Read without naming the column, so this works before and after it exists.
+   */
+  warnings: unknown;
 }
 
 const COLUMNS = `id::int as id, job, mode, status, started_at as "startedAt", finished_at as "finishedAt",
   window_start as "windowStart", window_end as "windowEnd", watermark_before as "watermarkBefore",
   watermark_after as "watermarkAfter", counts, sql_hash as "sqlHash", convey_version as version, host, pid,
-  actor, note, error`;
+  actor, note, error, failures, to_jsonb(r) -> 'warnings' as warnings`;
 
 export async function insertRun(q: Queryable, run: NewRun): Promise<number> {
   const { rows } = await q.query<{ id: number }>(
@@ -65,11 +72,17 @@ export async function updateRunWindow(q: Queryable, runId: number, start: Instan
 export async function finishRun(
   q: Queryable,
   runId: number,
-  result: { status: RunStatus; counts: Record<string, number>; watermarkAfter?: Instant | undefined; error?: string | undefined },
+  result: {
+    status: RunStatus;
+    counts: Record<string, number>;
+    watermarkAfter?: Instant | undefined;
+    error?: string | undefined;
+    failures?: readonly object[];
+  },
 ): Promise<void> {
   await q.query(
-    `update convey.runs set status = $2, counts = $3, watermark_after = $4, error = $5, finished_at = now() where id = $1`,
-    [runId, result.status, JSON.stringify(result.counts), result.watermarkAfter ?? null, result.error ?? null],
+    `update convey.runs set status = $2, counts = $3, watermark_after = $4, error = $5, failures = $6, finished_at = now() where id = $1`,
+    [runId, result.status, JSON.stringify(result.counts), result.watermarkAfter ?? null, result.error ?? null, JSON.stringify(result.failures ?? [])],
   );
 }
 
@@ -93,7 +106,7 @@ export async function markCrashedRuns(q: Queryable, job: string): Promise<number
 /** The live run holding a job, if any (for "which run holds the job"). */
 export async function liveRun(q: Queryable, job: string): Promise<RunRecord | undefined> {
   const { rows } = await q.query<RunRecord>(
-    `select ${COLUMNS} from convey.runs where job = $1 and status = 'running' order by id desc`,
+    `select ${COLUMNS} from convey.runs r where job = $1 and status = 'running' order by id desc`,
     [job],
   );
   const alive = await aliveRuns(q, rows.map((r) => r.id));
@@ -101,11 +114,45 @@ export async function liveRun(q: Queryable, job: string): Promise<RunRecord | un
 }
 
 export async function lastRuns(q: Queryable, job: string, limit: number): Promise<RunRecord[]> {
-  const { rows } = await q.query<RunRecord>(`select ${COLUMNS} from convey.runs where job = $1 order by id desc limit $2`, [job, limit]);
+  const { rows } = await q.query<RunRecord>(`select ${COLUMNS} from convey.runs r where job = $1 order by id desc limit $2`, [job, limit]);
   return rows;
 }
 
 export async function runJobs(q: Queryable): Promise<string[]> {
   const { rows } = await q.query<{ job: string }>('select distinct job from convey.runs order by job');
   return rows.map((r) => r.job);
+}
+
+/** The job's last finished run (a `state` change is not a run). */
+export async function lastFinishedRun(q: Queryable, job: string): Promise<RunRecord | undefined> {
+  const { rows } = await q.query<RunRecord>(
+    `select ${COLUMNS} from convey.runs r where job = $1 and mode <> 'state' and status <> 'running' order by id desc limit 1`,
+    [job],
+  );
+  return rows[0];
+}
+
+/** The run that failed (or crashed) last, for "why is this job failing". */
+export async function lastFailedRun(q: Queryable, job: string): Promise<RunRecord | undefined> {
+  const { rows } = await q.query<RunRecord>(
+    `select ${COLUMNS} from convey.runs r where job = $1 and status in ('failed', 'crashed') order by id desc limit 1`,
+    [job],
+  );
+  return rows[0];
+}
+
+/**
+ * The failed or crashed runs since the job last succeeded (a `state` change is not a run): how
+ * many, and when the first of them started. Zero runs when the last one succeeded.
+ */
+export async function failingStreak(q: Queryable, job: string): Promise<{ runs: number; firstRunId: number | null; since: string | null }> {
+  const { rows } = await q.query<{ runs: number; first_run_id: number | null; since: string | null }>(
+    `select count(*)::int as runs, min(id)::int as first_run_id, min(started_at) as since
+       from convey.runs
+      where job = $1 and mode <> 'state' and status in ('failed', 'crashed')
+        and id > coalesce((select max(id) from convey.runs where job = $1 and mode <> 'state' and status = 'succeeded'), 0)`,
+    [job],
+  );
+  const r = rows[0]!;
+  return { runs: r.runs, firstRunId: r.first_run_id, since: r.since };
 }
