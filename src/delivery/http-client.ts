@@ -115,7 +115,8 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
  */
 export function splitUrl(url: string): { origin: string; path: string } {
   const scheme = url.indexOf('://');
-  if (scheme < 0) throw new TypeError(`not an absolute URL: ${url}`);
+  // Only the part before the query in the message: it ends up in logs and the run history.
+  if (scheme < 0) throw new TypeError(`not an absolute URL: ${url.split(/[?#]/, 1)[0]}`);
   const hostStart = scheme + 3;
   let end = url.indexOf('/', hostStart);
   const query = url.indexOf('?', hostStart);
