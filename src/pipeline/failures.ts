@@ -38,19 +38,15 @@ interface Group {
 export class Failures {
   readonly #groups = new Map<string, Group>();
 
-  get size(): number {
-    return this.#groups.size;
-  }
-
-  /** `conversions` failed with `failure` (one request may carry many). */
-  add(failure: Failure, conversions = 1): void {
+  /** One conversion failed with `failure` (the conversions of one request share it). */
+  add(failure: Failure): void {
     const key = `${failure.cause}\u0000${failure.endpoint}`;
     const group = this.#groups.get(key);
     if (group === undefined) {
-      this.#groups.set(key, { first: failure, conversions, firstAt: failure.at, lastAt: failure.at });
+      this.#groups.set(key, { first: failure, conversions: 1, firstAt: failure.at, lastAt: failure.at });
       return;
     }
-    group.conversions += conversions;
+    group.conversions++;
     if (failure.at < group.firstAt) group.firstAt = failure.at;
     if (failure.at > group.lastAt) group.lastAt = failure.at;
   }
