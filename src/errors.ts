@@ -2,6 +2,8 @@
  * Every error convey raises on purpose is a ConveyError with a stable `code` (for scripts and
  * tests), a message that says what went wrong, and a `hint` that says how to fix it. Anything
  * else thrown from a dependency is normalised once, by `toConveyError`, at the command's edge.
+ * A conversion that could not be delivered is not an error of the run: its stable key is the
+ * failure's `cause` (delivery/failure.ts), reported in the run's summary.
  */
 
 export type ErrorCode =
