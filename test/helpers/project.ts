@@ -115,8 +115,13 @@ function capture(): { stream: Writable; text(): string } {
   return { stream, text: () => Buffer.concat(chunks).toString('utf8') };
 }
 
-/** Polls until `probe` returns a value (for waiting on a child process without fixed sleeps). */
-export async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
+/**
+ * Polls until `probe` returns a value (for waiting on a child process without fixed sleeps). The
+ * limit only bounds a test that is broken: with several suites running at once on the 2-core
+ * machine (load average 12–19), a child convey (tsx, then the embedded PostgreSQL) took over 20 s
+ * to send its first request, and three tests failed on that alone.
+ */
+export async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
