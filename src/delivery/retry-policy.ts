@@ -1,5 +1,5 @@
 import { ConveyError } from '../errors.ts';
-import { errorCode, errorFailure, firstBytes, statusFailure, type AttemptFailure } from './failure.ts';
+import { errorCode, errorFailure, statusFailure, type AttemptFailure } from './failure.ts';
 import type { HttpResponse } from './http-client.ts';
 
 /**
@@ -154,19 +154,16 @@ export class RetryPolicy {
     }
     if (!isRetriedStatus(status)) {
       if (CONTENT_STATUSES.has(status)) return { action: 'refuse', status, body: response.body };
-      return {
-        action: 'fail',
-        failure: statusFailure(response, false),
-        status,
-        error: `${describeStatus(response)}: an answer about the request, not its conversions (check the destination's endpoint and account)`,
-      };
+      const failure = statusFailure(response, false);
+      const error = `${describeStatus(failure)}: an answer about the request, not its conversions (check the destination's endpoint and account)`;
+      return { action: 'fail', failure, status, error };
     }
-    const error = describeStatus(response);
+    const failure = statusFailure(response, true);
     const retryAfter =
       status === 429 || status === 503
         ? parseRetryAfter(response.headers['retry-after'], this.#now(), this.options.maxRetryAfterMs)
         : undefined;
-    return this.#retryOrFail(statusFailure(response, true), status, error, retryAfter, budget);
+    return this.#retryOrFail(failure, status, describeStatus(failure), retryAfter, budget);
   }
 
   /** Full jitter (AWS architecture blog, "Exponential Backoff And Jitter"): random() × min(max, base × 2^(attempt−1)). */
@@ -221,10 +218,9 @@ function describeError(error: unknown): string {
   return code !== undefined && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
-/** Short enough for a log line and a state-store column. */
-function describeStatus(response: HttpResponse): string {
-  const body = firstBytes(response.body.trim());
-  return body === '' ? `HTTP ${response.status}` : `HTTP ${response.status}: ${body}`;
+/** The status and the answer's first bytes: short enough for a log line and a state-store column. */
+function describeStatus(failure: AttemptFailure): string {
+  return failure.message === '' ? `HTTP ${failure.status}` : `HTTP ${failure.status}: ${failure.message}`;
 }
 
 /**
