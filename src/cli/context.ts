@@ -6,6 +6,7 @@ import { ConveyError } from '../errors.ts';
 import { ndjsonTransport, type Transport } from '../pipeline/transport.ts';
 import { openSource, type Source } from '../source/open.ts';
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { migrations } from '../../migrations/index.ts';
 import { pendingMigrations } from '../state/migrate.ts';
 import { openStateStore, stateLocation, type StateStore } from '../state/store.ts';
@@ -23,7 +24,7 @@ export function withProjectOption(command: Command): Command {
 }
 
 export function projectFrom(io: CliIO, flags: CommonFlags): Project {
-  return loadProject(flags.project ?? io.cwd, io.env);
+  return loadProject(resolve(io.cwd, flags.project ?? '.'), io.env);
 }
 
 /** Opens the state store (CONVEY_STATE_URL, or embedded under <project>/.convey/) for `fn`. */

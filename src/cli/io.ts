@@ -12,6 +12,8 @@ export interface CliIO {
   logger: Logger;
   /** Aborted on the first SIGINT/SIGTERM (the reason is the signal's name); long commands stop gracefully. */
   signal: AbortSignal;
+  /** Asks a person at a terminal and returns the answer; undefined when no one is there (CI, a pipe). */
+  ask?: (question: string) => Promise<string>;
   /** The process's exit code once the command returns (see exit-codes.ts). */
   setExitCode(code: number): void;
 }

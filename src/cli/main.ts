@@ -11,7 +11,10 @@ import { rejectsCommand } from './commands/rejects.ts';
 import { retryCommand } from './commands/retry.ts';
 import { runCommand } from './commands/run.ts';
 import { stateCommand } from './commands/state.ts';
+import { initCommand } from './commands/init.ts';
+import { newCommand } from './commands/new.ts';
 import { statusCommand } from './commands/status.ts';
+import { testCommand } from './commands/test.ts';
 import { ExitCode, exitCodeForError, exitCodeForStatus } from './exit-codes.ts';
 import type { CliIO } from './io.ts';
 
@@ -26,7 +29,7 @@ export function buildProgram(io: CliIO): Command {
       writeErr: (text) => io.stderr.write(text),
     })
     .exitOverride();
-  for (const make of [runCommand, planCommand, backfillCommand, statusCommand, rejectsCommand, retryCommand, stateCommand, migrateCommand, receiverCommand, demoCommand]) {
+  for (const make of [initCommand, newCommand, runCommand, planCommand, testCommand, backfillCommand, statusCommand, rejectsCommand, retryCommand, stateCommand, migrateCommand, receiverCommand, demoCommand]) {
     program.addCommand(make(io));
   }
   // addCommand does not pass these down: without them a usage error deep in the tree would call
@@ -39,6 +42,16 @@ export function buildProgram(io: CliIO): Command {
   };
   inherit(program);
   return program;
+}
+
+async function ask(question: string): Promise<string> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return await rl.question(question);
+  } finally {
+    rl.close();
+  }
 }
 
 /** Prints an error the way an on-call engineer needs it: what, and how to fix it. */
@@ -80,6 +93,7 @@ export async function main(argv: string[]): Promise<number> {
     setExitCode: (code) => {
       exitCode = code;
     },
+    ...(process.stdin.isTTY && process.stderr.isTTY ? { ask } : {}),
   };
 
   // Checked before anything is read or sent: Number("60s") is NaN and Number("") is 0, and either

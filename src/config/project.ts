@@ -175,12 +175,23 @@ export function loadJob(project: Project, name: string): JobConfig {
           : `Create ${settingsFile} and ${sqlFile} in ${project.dir}, or pass --project.`,
     });
   }
-  const raw = interpolate(readJson(settingsPath, settingsFile), project.env, settingsFile);
+  return jobFromText(project, name, { settings: readText(settingsPath, settingsFile), sql: readText(sqlPath, sqlFile) });
+}
+
+/**
+ * A job from the text of its two files, wherever they came from: the working tree, or another
+ * commit (`plan --compare` reads the base with `git show`). `label` prefixes the file names in
+ * messages (`main:jobs/orders.json`).
+ */
+export function jobFromText(project: Project, name: string, text: { settings: string; sql: string }, label = ''): JobConfig {
+  const settingsFile = `${label}jobs/${name}.json`;
+  const sqlFile = `${label}jobs/${name}.sql`;
+  const raw = interpolate(parseJson(withoutBom(text.settings), settingsFile), project.env, settingsFile);
   const problems = validateJobSettings(raw);
   if (problems.length) throw invalid(settingsFile, problems);
   const settings = raw as RawJobSettings;
 
-  const sql = withoutBom(readFileSync(sqlPath, 'utf8'));
+  const sql = withoutBom(text.sql);
   if (!sql.trim()) {
     throw new ConveyError('CONFIG_INVALID', `${sqlFile} is empty`, {
       hint: 'Write a SELECT returning conversion_id, occurred_at, visitor_id and the event columns.',
@@ -348,14 +359,20 @@ function isValidZone(zone: string): boolean {
 }
 
 function readJson(path: string, file: string): unknown {
-  let text: string;
+  return parseJson(readText(path, file), file);
+}
+
+function readText(path: string, file: string): string {
   try {
-    text = withoutBom(readFileSync(path, 'utf8'));
+    return withoutBom(readFileSync(path, 'utf8'));
   } catch (error) {
     throw new ConveyError('CONFIG_INVALID', `${file} cannot be read: ${(error as Error).message}`, {
       hint: 'Check the file exists and is readable.',
     });
   }
+}
+
+function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
@@ -373,7 +390,7 @@ const withoutBom = (text: string): string => (text.charCodeAt(0) === 0xfeff ? te
 
 function invalid(file: string, problems: string[]): ConveyError {
   return new ConveyError('CONFIG_INVALID', problems.map((p) => `${file}: ${p}`).join('\n'), {
-    hint: `Fix ${file}; schema/${file.startsWith('jobs/') ? 'job' : 'config'}.schema.json describes every setting.`,
+    hint: `Fix ${file}; schema/${file.includes('jobs/') ? 'job' : 'config'}.schema.json describes every setting.`,
     details: { file, problems },
   });
 }

@@ -21,12 +21,16 @@ addFormats(ajv);
 
 let jobValidator: ValidateFunction | undefined;
 let configValidator: ValidateFunction | undefined;
+let testsValidator: ValidateFunction | undefined;
 
 export const validateJobSettings = (value: unknown): string[] =>
   check((jobValidator ??= ajv.compile(load('job.schema.json'))), value);
 
 export const validateProjectConfig = (value: unknown): string[] =>
   check((configValidator ??= ajv.compile(load('config.schema.json'))), value);
+
+export const validateMappingTests = (value: unknown): string[] =>
+  check((testsValidator ??= ajv.compile(load('tests.schema.json'))), value);
 
 /** Runs a validator (which fills in defaults) and turns its errors into sentences. */
 function check(validate: ValidateFunction, value: unknown): string[] {

@@ -12,6 +12,11 @@ export interface OpenContext {
   command: string;
   /** Embedded engines: create the database when it does not exist (the demo seeds one). */
   create?: boolean;
+  /**
+   * Every statement on one connection, so that a transaction and its temporary tables hold across
+   * them (`convey test --on-source`); nothing is cancelled from a second connection.
+   */
+  session?: boolean;
 }
 
 /**

@@ -45,20 +45,27 @@ export async function openSource(config: SourceConfig, context: OpenContext): Pr
     }
     throw error;
   });
-  const fail = (kind: ErrorKind, what: string, error: unknown): SourceError =>
-    new SourceError(kind, `source "${config.name}" ${kind === 'unreachable' ? 'cannot be reached' : what}: ${errorMessage(error)}`, { hint: hintFor(kind, config), cause: error });
 
   let driver: Driver;
   try {
     driver = await engine.open(config, context);
   } catch (error) {
     if (error instanceof ConveyError) throw error;
-    throw fail(engine.classify(error), 'cannot be opened', error);
+    throw fail(config, engine.classify(error), 'cannot be opened', error);
   }
+  return sourceOver(config, driver);
+}
+
+/**
+ * A Source around an open driver: SQL bound in its dialect, and its errors read as the mapping's or
+ * the source's fault. openSource uses it; so do `convey test`'s fixture sessions (source/review.ts),
+ * which open their own embedded engine.
+ */
+export function sourceOver(config: SourceConfig, driver: Driver): Source {
   const bind = (sql: string, params: Readonly<Record<string, Param>>) => bindNamed(sql, params, driver.dialect);
   const refused = (error: unknown): SourceError => {
     if (error instanceof SourceError) return error;
-    const failure = fail(driver.classify(error), 'refused the query', error);
+    const failure = fail(config, driver.classify(error), 'refused the query', error);
     const hint = driver.hint?.(error);
     return hint ? new SourceError(failure.kind, failure.message, { hint, cause: error }) : failure;
   };
@@ -91,6 +98,10 @@ export async function openSource(config: SourceConfig, context: OpenContext): Pr
     },
     close: () => driver.close(),
   };
+}
+
+function fail(config: SourceConfig, kind: ErrorKind, what: string, error: unknown): SourceError {
+  return new SourceError(kind, `source "${config.name}" ${kind === 'unreachable' ? 'cannot be reached' : what}: ${errorMessage(error)}`, { hint: hintFor(kind, config), cause: error });
 }
 
 function hintFor(kind: ErrorKind, config: SourceConfig): string {

@@ -22,7 +22,7 @@ export interface TestProject {
   env: NodeJS.ProcessEnv;
   writeJob(name: string, sql: string, settings: Record<string, unknown>): void;
   /** Runs a convey command in this process. */
-  cli(args: string[], options?: { env?: NodeJS.ProcessEnv; signal?: AbortSignal }): Promise<CliResult>;
+  cli(args: string[], options?: { env?: NodeJS.ProcessEnv; signal?: AbortSignal; ask?: (question: string) => Promise<string> }): Promise<CliResult>;
   /** Starts a convey command as a child process (for kill -9 and overlap tests). */
   spawn(args: string[], options?: { env?: NodeJS.ProcessEnv }): SpawnedCli;
   close(): Promise<void>;
@@ -49,7 +49,8 @@ export async function createTestProject(): Promise<TestProject> {
   mkdirSync(join(dir, 'jobs'), { recursive: true });
   const db = await testDatabases(dir);
   writeFileSync(join(dir, 'config', 'default.json'), JSON.stringify({ sources: { warehouse: db.sourceConfig } }, null, 2));
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, ...(db.stateUrl ? { CONVEY_STATE_URL: db.stateUrl } : {}) };
+  // One cache of the embedded engine's image for every test project (convey test, new): made once, not per project.
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, CONVEY_CACHE_DIR: join(tmpdir(), 'convey-test-cache'), ...(db.stateUrl ? { CONVEY_STATE_URL: db.stateUrl } : {}) };
 
   return {
     dir,
@@ -74,6 +75,7 @@ export async function createTestProject(): Promise<TestProject> {
         setExitCode: (c) => {
           code = c;
         },
+        ...(options.ask ? { ask: options.ask } : {}),
       };
       try {
         await buildProgram(io).parseAsync(args, { from: 'user' });

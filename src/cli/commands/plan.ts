@@ -1,6 +1,15 @@
+import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import type { JobConfig } from '../../config/project.ts';
+import { didYouMean } from '../../config/did-you-mean.ts';
+import type { JobConfig, Project } from '../../config/project.ts';
+import { CHANGE_CLASSES, type ChangeClass } from '../../review/compare.ts';
+import { compareMarkdown } from '../../review/markdown.ts';
+import { DEFAULT_FAIL_ON, reviewChange } from '../../review/review-change.ts';
+import type { StateStore } from '../../state/store.ts';
+import { ExitCode } from '../exit-codes.ts';
+import { formatTests, runJobTests, type TestsRun } from '../../mapping-tests/job-tests.ts';
+import { loadTestsFile } from '../../mapping-tests/tests-file.ts';
 import type { Destination } from '../../destinations/destination.ts';
 import { ConveyError } from '../../errors.ts';
 import { describeJobMapping } from '../../pipeline/checked-batches.ts';
@@ -22,6 +31,12 @@ interface PlanFlags extends CommonFlags {
   tz?: string;
   out?: string;
   samples: number;
+  compare?: string;
+  window?: string;
+  failOn?: ChangeClass[];
+  checkDeterminism?: boolean;
+  showValues?: boolean;
+  markdown?: string;
 }
 
 export function planCommand(io: CliIO): Command {
@@ -35,13 +50,27 @@ export function planCommand(io: CliIO): Command {
       .option('--out <file>', 'write every request it would send as NDJSON (method, url, body)')
       .option('--json', 'print { job, window, read, wouldSend, alreadySent, wouldReject, rejectsByReason, … }')
       .addOption(new Option('--samples <n>', 'sample requests to show').default(3).argParser(nonNegativeInteger('--samples')))
-      .addHelpText('after', '\nExit code: 0 when the mapping works (rejected rows are listed, not fatal); 2 when it is broken\n(missing or unknown column, SQL error): plan can gate a pull request.'),
+      .option('--compare <git-ref>', "what this change does against the job at a git ref (e.g. origin/main): each conversion added, removed, changed or re-keyed, and whether it was already sent; prints Markdown (or --json)")
+      .option('--window <duration>', 'with --compare: compare only the last part of the window, e.g. P1D (the report says it is a sample)')
+      .addOption(new Option('--fail-on <classes>', `with --compare: exit 1 when any of these classes has conversions (comma-separated: ${CHANGE_CLASSES.join(', ')}, or none)`).default(DEFAULT_FAIL_ON, 'rekeyed').argParser(parseClasses))
+      .option('--check-determinism', 'with --compare: read this change twice over the last day of the window; a difference is an unstable mapping')
+      .option('--show-values', 'with --compare: show visitor ids and attribute values (masked by default: the report is posted where many can read it)')
+      .option('--markdown <file>', 'with --compare: also write the Markdown report to this file (e.g. "$GITHUB_STEP_SUMMARY")')
+      .addHelpText('after', '\nExit code: 0 when the mapping works (rejected rows are listed, not fatal); 2 when it is broken\n(missing or unknown column, SQL error): plan can gate a pull request. With --compare: 1 when a class\nnamed by --fail-on has conversions (by default: re-keyed conversions, which would be sent twice).'),
   ).action(async (name: string, flags: PlanFlags) => {
     const project = projectFrom(io, flags);
     const { job, resolved } = resolveJob(project, name);
+    // The job's own tests first: a mapping that fails them is reported before what it would send.
+    const testsFile = loadTestsFile(project.dir, name);
+    const tests = testsFile ? await runJobTests(project, job, resolved.destination, testsFile) : undefined;
+    if (tests?.failed) io.setExitCode(ExitCode.FAILED);
+    if (flags.compare) return compare(io, project, job, flags, tests);
+    if (flags.window || flags.checkDeterminism || flags.showValues || flags.markdown) {
+      throw new ConveyError('USAGE', '--window, --check-determinism, --show-values and --markdown go with --compare <git-ref>', { hint: `e.g. convey plan ${name} --compare origin/main --window P1D` });
+    }
     const result = await withStateReadOnly(io, project, `convey plan ${name}`, (store) =>
       withSource(job, `convey plan ${name}`, async (source) => {
-        const window = flags.from || flags.to ? parseRange(flags.from, flags.to, flags.tz ?? job.timezone) : incrementalWindow(job, store ? await readWatermark(store.db, job.name) : undefined, systemClock.now());
+        const window = await planWindowOf(job, flags, store);
         const out = flags.out ? ndjsonTransport(resolve(io.cwd, flags.out)) : undefined;
         try {
           return await planJob({ state: store?.db, source, destination: resolved.destination, job, signal: io.signal, ...(out ? { out } : {}) }, window, flags.samples);
@@ -50,8 +79,50 @@ export function planCommand(io: CliIO): Command {
         }
       }),
     );
-    io.stdout.write(flags.json ? JSON.stringify(result) + '\n' : formatPlan(result, resolved.destination));
+    io.stdout.write(flags.json ? JSON.stringify({ ...result, ...(tests ? { tests: testsSummary(tests) } : {}) }) + '\n' : (tests ? formatTests(tests) + '\n' : '') + formatPlan(result, resolved.destination));
   });
+}
+
+/** The range asked for, else the window the next incremental run would read. */
+async function planWindowOf(job: JobConfig, flags: PlanFlags, store: StateStore | undefined): Promise<Window> {
+  if (flags.from || flags.to) return parseRange(flags.from, flags.to, flags.tz ?? job.timezone);
+  return incrementalWindow(job, store ? await readWatermark(store.db, job.name) : undefined, systemClock.now());
+}
+
+/** What plan reports of the job's tests: counts, and the failures line by line. */
+function testsSummary(run: TestsRun): { passed: number; failed: number; failures: string[] } {
+  return { passed: run.passed, failed: run.failed, failures: run.outcomes.flatMap((o) => o.failures.map((f) => `${o.name}: ${f}`)) };
+}
+
+async function compare(io: CliIO, project: Project, job: JobConfig, flags: PlanFlags, tests: TestsRun | undefined): Promise<void> {
+  const report = await withStateReadOnly(io, project, `convey plan ${job.name} --compare`, (store) =>
+    withSource(job, `convey plan ${job.name} --compare`, async (source) =>
+      reviewChange({ project, source, state: store?.db, signal: io.signal, clock: systemClock }, job, {
+        ref: flags.compare!,
+        window: await planWindowOf(job, flags, store),
+        ...(flags.window ? { sample: flags.window } : {}),
+        failOn: flags.failOn ?? DEFAULT_FAIL_ON,
+        mask: !flags.showValues,
+        checkDeterminism: Boolean(flags.checkDeterminism),
+      }),
+    ),
+  );
+  const markdown = compareMarkdown(report, tests ? { tests: testsSummary(tests) } : {});
+  if (flags.markdown) appendFileSync(resolve(io.cwd, flags.markdown), markdown + '\n');
+  io.stdout.write(flags.json ? JSON.stringify({ ...report, ...(tests ? { tests: testsSummary(tests) } : {}) }) + '\n' : markdown);
+  if (report.failedOn.length) io.setExitCode(ExitCode.FAILED);
+}
+
+function parseClasses(text: string): ChangeClass[] {
+  if (text.trim() === 'none') return [];
+  const list = text.split(',').map((c) => c.trim()).filter(Boolean);
+  for (const c of list) {
+    if (!(CHANGE_CLASSES as readonly string[]).includes(c)) {
+      const guess = didYouMean(c, [...CHANGE_CLASSES]);
+      throw new ConveyError('USAGE', `--fail-on: "${c}" is not a class${guess ? ` (did you mean "${guess}"?)` : ''}`, { hint: `Classes: ${CHANGE_CLASSES.join(', ')}; or none.` });
+    }
+  }
+  return list as ChangeClass[];
 }
 
 /** Checks the mapping the way a run does, then counts what the window would do. */
@@ -72,7 +143,7 @@ export async function planJob(
   return result;
 }
 
-function formatPlan(p: PlanResult, destination: Destination): string {
+export function formatPlan(p: PlanResult, destination: Destination): string {
   const n = (v: number): string => v.toLocaleString('en-US');
   const lines = [
     `convey plan ${p.job}: ${destination.label}`,
