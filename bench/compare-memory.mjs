@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { createProject, dbUrl, dropDatabase, fmt, haveGnuTime, JOB_SQL, jobSettings, migrateState, progress, recreateDatabase, runCli, runIfMain, seedConversions } from './lib.mjs';
 
 // Databases of its own: the other benchmarks (and other checkouts' runs of them) use convey_bench.
-const SOURCE = 'convey_bench_compare';
-const STATE = 'convey_bench_compare_state';
+const SOURCE = `convey_bench_compare${process.env.BENCH_DB_SUFFIX ?? ''}`;
+const STATE = `convey_bench_compare${process.env.BENCH_DB_SUFFIX ?? ''}_state`;
 
 async function withProject(rows, use) {
   await recreateDatabase(SOURCE);
