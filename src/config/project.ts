@@ -85,6 +85,8 @@ export interface JobConfig {
   rateLimit: { perSecond?: number; concurrency: number };
   retry: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
   timeouts: { connectMs?: number; headersMs?: number; bodyMs?: number };
+  /** Labels for `--select tag:…`. */
+  tags: string[];
 }
 
 export interface Project {
@@ -225,6 +227,7 @@ export function jobFromText(project: Project, name: string, text: { settings: st
     rateLimit: settings.rateLimit,
     retry: settings.retry,
     timeouts: settings.timeouts,
+    tags: settings.tags,
   };
 }
 
@@ -242,6 +245,7 @@ interface RawJobSettings {
   rateLimit: { perSecond?: number; concurrency: number };
   retry: JobConfig['retry'];
   timeouts: JobConfig['timeouts'];
+  tags: string[];
 }
 
 type RawDestination =

@@ -22,9 +22,13 @@ export async function holdJob(
   job: string,
   mode: RunMode,
   extra: Omit<NewRun, 'job' | 'mode' | 'version' | 'host' | 'pid'> = {},
+  /** The host recorded for the run (CONVEY_HOSTNAME, else the machine's name). */
+  host: string = hostname(),
 ): Promise<HeldJob> {
   const conn = await db.lockConnection();
-  if (!(await tryLockJob(conn, job))) {
+  // Backfill runners share the job: started on several machines, they divide its chunks.
+  const shared = mode === 'backfill';
+  if (!(await tryLockJob(conn, job, shared))) {
     const holder = await liveRun(db, job);
     const who = holder
       ? `run ${holder.id} (${holder.mode}, pid ${holder.pid} on ${holder.host}, started ${holder.startedAt})`
@@ -35,7 +39,7 @@ export async function holdJob(
     });
   }
   try {
-    const runId = await insertRun(db, { job, mode, version: conveyVersion, host: hostname(), pid: process.pid, actor: actor(), ...extra });
+    const runId = await insertRun(db, { job, mode, version: conveyVersion, host, pid: process.pid, actor: actor(host), ...extra });
     await lockRunAlive(conn, runId);
     const crashedRuns = await markCrashedRuns(db, job);
     return {
@@ -43,20 +47,20 @@ export async function holdJob(
       crashedRuns,
       async release() {
         await unlockRunAlive(conn, runId).catch(() => undefined);
-        await unlockJob(conn, job).catch(() => undefined);
+        await unlockJob(conn, job, shared).catch(() => undefined);
       },
     };
   } catch (error) {
-    await unlockJob(conn, job).catch(() => undefined);
+    await unlockJob(conn, job, shared).catch(() => undefined);
     throw error;
   }
 }
 
 /** Who is acting, for the run history (user@host). */
-export function actor(): string {
+export function actor(host: string = hostname()): string {
   try {
-    return `${userInfo().username}@${hostname()}`;
+    return `${userInfo().username}@${host}`;
   } catch {
-    return `unknown@${hostname()}`;
+    return `unknown@${host}`;
   }
 }

@@ -48,6 +48,8 @@ export interface RunJobDeps {
   clock: Clock;
   logger: Logger;
   signal: AbortSignal;
+  /** The host recorded for the run (CONVEY_HOSTNAME, else the machine's name). */
+  host?: string;
   /** Tells a second process which run holds an embedded store. */
   describeHolder?: (info: Record<string, unknown>) => void;
   onProgress?: (counts: RunCounts, window: Window | null) => void;
@@ -87,7 +89,7 @@ export interface RunContext {
 export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSummary> {
   const { db, job, clock } = deps;
   const startedAt = clock.monotonic();
-  const held = await holdJob(db, job.name, plan.mode, { sqlHash: job.sqlHash });
+  const held = await holdJob(db, job.name, plan.mode, { sqlHash: job.sqlHash }, deps.host);
   deps.describeHolder?.({ job: job.name, runId: held.runId });
   const counts = zeroCounts();
   const failures = new Failures();

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { ConveyError, errorMessage } from '../errors.ts';
+import { destroyConnection, heartbeat, refuseTransactionPooler, SERVER_KEEPALIVE } from './session.ts';
 
 /** Anything that runs a bound query: a pool, a client, or a transaction. */
 export interface Queryable {
@@ -20,7 +21,25 @@ export interface Db extends Queryable {
    * with it, so another worker may take the job. The ledger still guards every send.
    */
   readonly lockLost: AbortSignal;
+  /**
+   * Whether other processes may use this store at the same time (PostgreSQL): work is then shared
+   * through locks. False for the embedded store, which serves one process.
+   */
+  readonly concurrent: boolean;
+  /**
+   * A connection of its own for a transaction held open while a piece of work is done (a backfill
+   * chunk's row lock); its loss aborts `lockLost` too. Undefined when the store is not
+   * `concurrent`: one process owns it, so there is nothing to hold.
+   */
+  leaseConnection(): Promise<LeaseConnection | undefined>;
+  /** Calls `handler` with the payload of each NOTIFY on `channel` (on the lock connection). */
+  listen(channel: string, handler: (payload: string) => void): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface LeaseConnection extends Queryable {
+  /** Ends the connection (rolling back anything left open). */
+  release(): Promise<void>;
 }
 
 /**
@@ -74,9 +93,43 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
   });
   // An idle client that loses its connection emits here; without a listener it would crash the process.
   pool.on('error', () => undefined);
-  let lockClient: pg.Client | undefined;
+  let lockClient: Promise<pg.Client> | undefined;
+  const leases = new Set<pg.Client>();
   const lockLost = new AbortController();
   let closing = false;
+  let stopHeartbeat = (): void => undefined;
+
+  // Once one claim may be gone, none is trusted: every connection that holds one is ended at
+  // once, so that when the network comes back the server frees what this process still held.
+  const lost = (error?: Error): void => {
+    if (closing || lockLost.signal.aborted) return;
+    lockLost.abort(error ?? new Error('the lock connection ended'));
+    stopHeartbeat();
+    void lockClient?.then(destroyConnection, () => undefined);
+    for (const lease of leases) destroyConnection(lease);
+  };
+
+  /** A connection that holds claims: watched, and told to let the server notice its loss. */
+  const connectHolding = async (applicationName: string): Promise<pg.Client> => {
+    const client = new pg.Client({ ...clientConfig, application_name: applicationName });
+    client.on('error', lost);
+    client.on('end', () => lost());
+    await client.connect().catch(stateError);
+    await client.query(SERVER_KEEPALIVE).catch(stateError);
+    return client;
+  };
+
+  const openLockClient = async (): Promise<pg.Client> => {
+    const client = await connectHolding(`${clientConfig.application_name}-lock`);
+    await refuseTransactionPooler(client, pool).catch(async (error: unknown) => {
+      closing = true;
+      await client.end().catch(() => undefined);
+      closing = false;
+      return stateError(error);
+    });
+    stopHeartbeat = heartbeat(client, lost);
+    return client;
+  };
 
   return {
     query: (text, values) => pool.query(text, values).catch(stateError) as never,
@@ -106,22 +159,43 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
     },
     async lockConnection() {
       if (options.singleConnection) return pool as Queryable;
-      if (!lockClient) {
-        const client = new pg.Client({ ...clientConfig, application_name: `${clientConfig.application_name}-lock` });
-        const lost = (error?: Error): void => {
-          if (!closing) lockLost.abort(error ?? new Error('the lock connection ended'));
-        };
-        client.on('error', lost);
-        client.on('end', () => lost());
-        await client.connect().catch(stateError);
-        lockClient = client;
-      }
-      return lockClient as Queryable;
+      lockClient ??= openLockClient();
+      return (await lockClient) as Queryable;
+    },
+    concurrent: !options.singleConnection,
+    async leaseConnection() {
+      if (options.singleConnection) return undefined;
+      await (lockClient ??= openLockClient());
+      const client = await connectHolding(`${clientConfig.application_name}-lease`);
+      // A transaction held for minutes must not be ended by a store's idle-in-transaction limit.
+      await client.query('set idle_in_transaction_session_timeout = 0').catch(stateError);
+      leases.add(client);
+      return {
+        query: (text, values) => client.query(text, values).catch(stateError) as never,
+        async release() {
+          leases.delete(client);
+          // Ended on purpose: not a lost claim.
+          client.removeAllListeners('end');
+          client.removeAllListeners('error');
+          client.on('error', () => undefined);
+          await client.end().catch(() => undefined);
+        },
+      };
+    },
+    async listen(channel, handler) {
+      if (options.singleConnection) return;
+      const client = await (lockClient ??= openLockClient());
+      client.on('notification', (message) => {
+        if (message.channel === channel && message.payload !== undefined) handler(message.payload);
+      });
+      await client.query(`listen ${pg.escapeIdentifier(channel)}`).catch(stateError);
     },
     lockLost: lockLost.signal,
     async close() {
       closing = true;
-      await lockClient?.end().catch(() => undefined);
+      stopHeartbeat();
+      for (const lease of leases) await lease.end().catch(() => undefined);
+      await lockClient?.then((client) => client.end()).catch(() => undefined);
       await pool.end();
     },
   };

@@ -1,6 +1,7 @@
 import { parseInstant, type Instant } from '../../time/instant.ts';
 import type { Window } from '../../time/window.ts';
 import type { Queryable } from '../db.ts';
+import { aliveRuns } from './locks.ts';
 
 export interface BackfillRecord {
   id: number;
@@ -12,8 +13,11 @@ export interface BackfillRecord {
 }
 
 /**
- * Finds the unfinished backfill of this job and range (so the same command again resumes it), or
- * records a new one with its chunks. One open backfill per (job, range, resend): a unique index.
+ * Finds the unfinished backfill of this job and range (so the same command again resumes it, and
+ * runners started together on several machines all join the same one), or records a new one with
+ * its chunks. One open backfill per (job, range, resend): a unique index. Runners starting at the
+ * same moment both try the insert; the loser waits for the winner's transaction (the index), gets
+ * nothing back, and finds the winner's backfill, chunks included (inserted in that transaction).
  */
 export async function openBackfill(
   tx: Queryable,
@@ -31,10 +35,13 @@ export async function openBackfill(
   if (existing.rows[0]) return { record: (await loadBackfill(tx, existing.rows[0].id))!, resumed: true };
   const { rows } = await tx.query<{ id: number }>(
     `insert into convey.backfills (job, range_start, range_end, chunk_micros, resend, status)
-     values ($1, $2, $3, $4, $5, 'running') returning id::int as id`,
+     values ($1, $2, $3, $4, $5, 'running')
+     on conflict (job, range_start, range_end, resend) where status <> 'done' do nothing
+     returning id::int as id`,
     [job, range.start, range.end, chunkMicros.toString(), resend],
   );
-  const id = rows[0]!.id;
+  if (!rows[0]) return openBackfill(tx, job, range, chunkMicros, resend, chunks);
+  const id = rows[0].id;
   await tx.query(
     `insert into convey.backfill_chunks (backfill_id, chunk_start, chunk_end)
      select $1, s, e from unnest($2::timestamptz[], $3::timestamptz[]) as t(s, e)`,
@@ -73,13 +80,97 @@ export async function loadBackfill(q: Queryable, id: number): Promise<BackfillRe
   };
 }
 
+/**
+ * The next chunk nobody holds and nobody has finished, locked for the rest of `tx` (`for update
+ * skip locked`: a chunk another runner holds is passed over, not waited for). Run in a transaction
+ * held open while the chunk is sent; the database drops the lock with the connection, so a runner
+ * that dies leaves its chunk to the others. On a store only one process uses, `tx` is any
+ * connection and the lock is moot.
+ */
+export async function takeNextChunk(tx: Queryable, backfillId: number): Promise<Window | undefined> {
+  const { rows } = await tx.query<{ chunk_start: string; chunk_end: string }>(
+    `select chunk_start, chunk_end from convey.backfill_chunks
+      where backfill_id = $1 and done_at is null
+      order by chunk_start
+      for update skip locked
+      limit 1`,
+    [backfillId],
+  );
+  const row = rows[0];
+  return row ? { start: parseInstant(row.chunk_start)!, end: parseInstant(row.chunk_end)! } : undefined;
+}
+
+/** Says, committed, which run works on a chunk (the row lock itself is invisible to `status`). */
+export async function recordTake(q: Queryable, backfillId: number, chunkStart: Instant, runId: number): Promise<void> {
+  await q.query(`insert into convey.backfill_takes (backfill_id, chunk_start, run_id) values ($1, $2, $3) on conflict do nothing`, [backfillId, chunkStart, runId]);
+}
+
 export async function finishChunk(tx: Queryable, backfillId: number, chunkStart: Instant, runId: number, counts: Record<string, number>): Promise<void> {
   await tx.query(
     `update convey.backfill_chunks set done_at = now(), run_id = $3, counts = $4 where backfill_id = $1 and chunk_start = $2`,
     [backfillId, chunkStart, runId, JSON.stringify(counts)],
   );
+  await tx.query(`delete from convey.backfill_takes where backfill_id = $1 and chunk_start = $2`, [backfillId, chunkStart]);
 }
 
-export async function finishBackfill(tx: Queryable, backfillId: number): Promise<void> {
-  await tx.query(`update convey.backfills set status = 'done', finished_at = now() where id = $1`, [backfillId]);
+/**
+ * Marks the backfill done when no chunk is left. Every runner calls it after its last chunk is
+ * committed, so the runner that finishes last always sees every chunk done.
+ */
+export async function finishBackfillIfDone(q: Queryable, backfillId: number): Promise<{ done: number; total: number }> {
+  const { rows } = await q.query<{ done: number; total: number }>(
+    `select count(*) filter (where done_at is not null)::int as done, count(*)::int as total from convey.backfill_chunks where backfill_id = $1`,
+    [backfillId],
+  );
+  const { done, total } = rows[0]!;
+  if (done === total) await q.query(`update convey.backfills set status = 'done', finished_at = coalesce(finished_at, now()) where id = $1`, [backfillId]);
+  return { done, total };
+}
+
+export interface BackfillProgress {
+  id: number;
+  range: Window;
+  resend: boolean;
+  total: number;
+  done: number;
+  waiting: number;
+  /** Chunks a live run is sending now. */
+  inProgress: Array<{ chunkStart: Instant; runId: number; host: string; pid: number }>;
+}
+
+/** The job's unfinished backfills, chunk by chunk: for `convey status`. */
+export async function openBackfillProgress(q: Queryable, job: string): Promise<BackfillProgress[]> {
+  const { rows } = await q.query<{ id: number; range_start: string; range_end: string; resend: boolean; total: number; done: number }>(
+    `select b.id::int as id, b.range_start, b.range_end, b.resend,
+            count(c.*)::int as total, count(c.done_at)::int as done
+       from convey.backfills b join convey.backfill_chunks c on c.backfill_id = b.id
+      where b.job = $1 and b.status <> 'done'
+      group by b.id order by b.id`,
+    [job],
+  );
+  if (rows.length === 0) return [];
+  const takes = await q.query<{ backfill_id: number; chunk_start: string; run_id: number; host: string; pid: number }>(
+    `select t.backfill_id::int as backfill_id, t.chunk_start, t.run_id::int as run_id, r.host, r.pid
+       from convey.backfill_takes t
+       join convey.backfill_chunks c on c.backfill_id = t.backfill_id and c.chunk_start = t.chunk_start and c.done_at is null
+       join convey.runs r on r.id = t.run_id
+      where t.backfill_id = any($1::bigint[])
+      order by t.chunk_start`,
+    [rows.map((r) => r.id)],
+  );
+  const alive = await aliveRuns(q, [...new Set(takes.rows.map((t) => t.run_id))]);
+  return rows.map((b) => {
+    const inProgress = takes.rows
+      .filter((t) => t.backfill_id === b.id && alive.has(t.run_id))
+      .map((t) => ({ chunkStart: parseInstant(t.chunk_start)!, runId: t.run_id, host: t.host, pid: t.pid }));
+    return {
+      id: b.id,
+      range: { start: parseInstant(b.range_start)!, end: parseInstant(b.range_end)! },
+      resend: b.resend,
+      total: b.total,
+      done: b.done,
+      waiting: b.total - b.done - inProgress.length,
+      inProgress,
+    };
+  });
 }

@@ -1,5 +1,6 @@
 import { parseInstant, type Instant } from '../../time/instant.ts';
 import type { Queryable } from '../db.ts';
+import { LIVE_RUN_KEYS } from './locks.ts';
 
 /**
  * The ledger: one row per conversion ever claimed for a destination, keyed by the idempotency key
@@ -191,9 +192,10 @@ export interface StoredConversion extends LedgerKey {
 
 /**
  * Conversions of a job the next run sends before reading new rows: those that failed or were
- * deferred, and those left pending by a run that is no longer alive (the job lock guarantees no
- * other run of this job is alive, so every pending batch of another run is in doubt). Rows
- * already handled by `currentRunId` are excluded, so a caller looping until none are left ends.
+ * deferred, and those left pending by a run that is no longer alive (in doubt). A pending batch
+ * of a run that is alive is being sent right now: by a backfill runner on another machine, which
+ * shares the job. Rows already handled by `currentRunId` are excluded, so a caller looping until
+ * none are left ends.
  */
 export async function openConversions(q: Queryable, job: string, destination: string, currentRunId: number, limit: number): Promise<StoredConversion[]> {
   const { rows } = await q.query<{
@@ -210,6 +212,7 @@ export async function openConversions(q: Queryable, job: string, destination: st
               'pending' as status, l.batch_id::int as batch_id
          from convey.batches b join convey.ledger l on l.batch_id = b.id
         where b.job = $1 and b.destination = $2 and b.status = 'pending' and b.run_id <> $3 and l.outcome is null
+          and b.run_id % 2147483647 not in (${LIVE_RUN_KEYS})
      ) open
      order by batch_id limit $4`,
     [job, destination, currentRunId, limit],
@@ -255,6 +258,7 @@ export async function abandonEmptyBatches(tx: Queryable, job: string, currentRun
   await tx.query(
     `update convey.batches b set status = 'abandoned', finished_at = now()
       where b.job = $1 and b.status = 'pending' and b.run_id <> $2
+        and b.run_id % 2147483647 not in (${LIVE_RUN_KEYS})
         and not exists (select 1 from convey.ledger l where l.batch_id = b.id and l.outcome is null)`,
     [job, currentRunId],
   );

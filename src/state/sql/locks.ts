@@ -12,13 +12,19 @@ const RUN_KEYSPACE = 0x636f6e77;
 /** Advisory keys are int4; run ids wrap after 2^31, far beyond any install's run count. */
 const runKey = (runId: number): number => runId % 0x7fffffff;
 
-export async function tryLockJob(conn: Queryable, job: string): Promise<boolean> {
-  const { rows } = await conn.query<{ locked: boolean }>('select pg_try_advisory_lock($1, hashtext($2)) as locked', [JOB_KEYSPACE, job]);
+/**
+ * `shared`: backfill runners of one job hold the job's lock together (they divide the chunks
+ * between them); every other run takes it alone, so the nightly run and any backfill runner still
+ * exclude each other.
+ */
+export async function tryLockJob(conn: Queryable, job: string, shared = false): Promise<boolean> {
+  const fn = shared ? 'pg_try_advisory_lock_shared' : 'pg_try_advisory_lock';
+  const { rows } = await conn.query<{ locked: boolean }>(`select ${fn}($1, hashtext($2)) as locked`, [JOB_KEYSPACE, job]);
   return rows[0]?.locked === true;
 }
 
-export async function unlockJob(conn: Queryable, job: string): Promise<void> {
-  await conn.query('select pg_advisory_unlock($1, hashtext($2))', [JOB_KEYSPACE, job]);
+export async function unlockJob(conn: Queryable, job: string, shared = false): Promise<void> {
+  await conn.query(`select ${shared ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock'}($1, hashtext($2))`, [JOB_KEYSPACE, job]);
 }
 
 export async function lockRunAlive(conn: Queryable, runId: number): Promise<void> {
@@ -28,6 +34,15 @@ export async function lockRunAlive(conn: Queryable, runId: number): Promise<void
 export async function unlockRunAlive(conn: Queryable, runId: number): Promise<void> {
   await conn.query('select pg_advisory_unlock($1, $2)', [RUN_KEYSPACE, runKey(runId)]);
 }
+
+/**
+ * SQL for the run keys whose liveness lock some session holds now, to compare with
+ * `run_id % 2147483647` (see `runKey`) inside a query.
+ */
+export const LIVE_RUN_KEYS = `select objid::bigint from pg_locks
+  where locktype = 'advisory' and granted and objsubid = 2
+    and database = (select oid from pg_database where datname = current_database())
+    and classid = ${RUN_KEYSPACE}::bigint::oid`;
 
 /** Whether a process somewhere still holds the run's lock. */
 export async function aliveRuns(q: Queryable, runIds: number[]): Promise<Set<number>> {
