@@ -7,6 +7,10 @@ import { ndjsonTransport, type Transport } from '../pipeline/transport.ts';
 import { openSource, type Source } from '../source/open.ts';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { hostname } from 'node:os';
+import { DECREASE_FACTOR, DECREASE_WINDOW_MS, FLOOR_FRACTION, FLOOR_MIN_PER_SECOND, INCREASE_FRACTION } from '../delivery/adaptive-rate.ts';
+import { HEADROOM, LeasedBudget } from '../delivery/leased-budget.ts';
+import { sharedSchedule } from '../state/sql/rate-budgets.ts';
 import { migrations } from '../../migrations/index.ts';
 import { pendingMigrations } from '../state/migrate.ts';
 import { openStateStore, stateLocation, type StateStore } from '../state/store.ts';
@@ -76,18 +80,39 @@ export async function withSource<T>(job: JobConfig, command: string, fn: (source
 
 /**
  * Sends over HTTP through the delivery engine, or appends to the `file` destination's NDJSON.
- * `lockLost` is the state store's: once the job lock is gone another worker may take the job and
- * resend this run's pending batches, so requests not yet started must not leave either.
+ * The state store's `lockLost` stops it too: once the job lock is gone another worker may take the
+ * job and resend this run's pending batches, so requests not yet started must not leave either.
+ * On a store several processes share, `rateLimit.perSecond` is the destination's budget, shared
+ * by every runner (delivery/leased-budget.ts); on the embedded store, this process's own.
  */
-export function createTransport(io: CliIO, job: JobConfig, resolved: ResolvedDestination, lockLost: AbortSignal): Transport {
+export async function createTransport(io: CliIO, job: JobConfig, resolved: ResolvedDestination, store: StateStore): Promise<Transport> {
   if (resolved.output.kind === 'file') return ndjsonTransport(resolved.output.path === '-' ? io.stdout : resolved.output.path);
+  const logger = io.logger.child({ job: job.name });
+  const perSecond = job.rateLimit.perSecond;
+  const budget =
+    store.db.concurrent && perSecond !== undefined
+      ? new LeasedBudget({
+          clock: systemClock,
+          logger,
+          perSecond,
+          schedule: await sharedSchedule(store.db, {
+            key: resolved.destination.key,
+            perSecond: perSecond * (1 - HEADROOM),
+            decreaseFactor: DECREASE_FACTOR,
+            increaseFraction: INCREASE_FRACTION,
+            floor: Math.max(FLOOR_MIN_PER_SECOND, perSecond * FLOOR_FRACTION),
+            decreaseWindowMs: DECREASE_WINDOW_MS,
+          }),
+        })
+      : undefined;
   const engine = createDeliveryEngine({
     clock: systemClock,
-    logger: io.logger.child({ job: job.name }),
+    logger,
     rateLimit: job.rateLimit,
     retry: job.retry,
     timeouts: job.timeouts,
-    signal: AbortSignal.any([io.signal, lockLost]),
+    signal: AbortSignal.any([io.signal, store.db.lockLost]),
+    ...(budget ? { budget } : {}),
   });
   return {
     send: (request) => engine.send(request),
@@ -96,6 +121,9 @@ export function createTransport(io: CliIO, job: JobConfig, resolved: ResolvedDes
     close: () => engine.close(),
   };
 }
+
+/** The host recorded for runs: CONVEY_HOSTNAME (containers whose hostname says nothing; tests), else the machine's name. */
+export const runnerHost = (io: CliIO): string => io.env.CONVEY_HOSTNAME || hostname();
 
 export function resolveJob(project: Project, name: string): { job: JobConfig; resolved: ResolvedDestination } {
   const job = loadJob(project, name);

@@ -13,23 +13,23 @@ import type { Clock } from '../time/clock.ts';
  */
 
 /** TCP Reno halves; 0.7 (CUBIC's β) backs off firmly without collapsing throughput on one 429. */
-const DECREASE_FACTOR = 0.7;
+export const DECREASE_FACTOR = 0.7;
 
 /**
  * A burst of 429s from one window is one signal: responses to requests sent before the decrease
  * keep arriving for about one round trip after it. A second covers any sane round trip.
  */
-const DECREASE_WINDOW_MS = 1000;
+export const DECREASE_WINDOW_MS = 1000;
 
 /** After this long without a 429, and at this interval, the rate steps up. */
 const INCREASE_EVERY_MS = 1000;
 
 /** Step per quiet second, as a fraction of the ceiling: from ×0.7 back to the limit in 6 s. */
-const INCREASE_FRACTION = 0.05;
+export const INCREASE_FRACTION = 0.05;
 
 /** Never below this fraction of the ceiling, nor below 1/s (so a stuck endpoint is still probed). */
-const FLOOR_FRACTION = 0.01;
-const FLOOR_MIN_PER_SECOND = 1;
+export const FLOOR_FRACTION = 0.01;
+export const FLOOR_MIN_PER_SECOND = 1;
 
 export interface AdaptiveRateOptions {
   clock: Clock;

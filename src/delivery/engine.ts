@@ -7,6 +7,7 @@ import { AdaptiveRate } from './adaptive-rate.ts';
 import { endpointOf, type AttemptFailure, type Failure, type FailureKind } from './failure.ts';
 import { createHttpClient, DEFAULT_TIMEOUTS, type HttpClient, type HttpTimeouts } from './http-client.ts';
 import { PauseGate } from './pause-gate.ts';
+import type { RateBudget } from './rate-budget.ts';
 import type { OutboundRequest, SendResult } from './request.ts';
 import { resolveRetryOptions, RetryPolicy, type AttemptOutcome, type Decision, type RetryOptions } from './retry-policy.ts';
 import { Slots } from './slots.ts';
@@ -52,6 +53,11 @@ export interface DeliveryOptions {
   rateLimit: { perSecond?: number; concurrency: number };
   retry?: Partial<RetryOptions>;
   timeouts?: Partial<HttpTimeouts>;
+  /**
+   * What paces requests at `rateLimit.perSecond`: by default a token bucket of this engine's own;
+   * a budget shared with other runners when the state store is PostgreSQL (rate-budget.ts).
+   */
+  budget?: RateBudget;
   /** AIMD on 429 (adaptive-rate.ts). Default true. */
   adaptive?: boolean;
   /** Graceful stop; see above. */
@@ -110,7 +116,7 @@ export class DeliveryEngine {
   /** `#attempt` bound once: the slot queue passes the request along, so no closure per attempt. */
   readonly #attemptInSlot = (sending: Sending): Promise<Decision | typeof STOPPED> => this.#attempt(sending);
   readonly #gate: PauseGate;
-  readonly #bucket: TokenBucket;
+  readonly #bucket: RateBudget;
   readonly #adaptive: AdaptiveRate | undefined;
   readonly #configuredRate: number;
   #closed = false;
@@ -179,7 +185,9 @@ export class DeliveryEngine {
     signal?.addEventListener('abort', () => this.#slots.stop(), { once: true });
     this.#gate = new PauseGate(clock);
     this.#configuredRate = perSecond ?? Infinity;
-    this.#bucket = new TokenBucket(clock, this.#configuredRate, this.#gate);
+    this.#bucket = options.budget ?? new TokenBucket(clock, this.#configuredRate, this.#gate);
+    // Another runner was told to wait: so is this one.
+    this.#bucket.onPause?.((ms) => this.#gate.pauseFor(ms));
     this.#adaptive =
       options.adaptive === false
         ? undefined
@@ -187,7 +195,7 @@ export class DeliveryEngine {
             clock,
             limit: this.#configuredRate,
             onChange: (rate, reason) => {
-              this.#bucket.setRate(rate);
+              this.#bucket.setRate(rate, reason);
               const fields = { effectiveRate: finite(rate), configuredRate: finite(this.#configuredRate) };
               if (reason === 'throttled') this.#logger.warn('endpoint throttling (429): send rate lowered', fields);
               else this.#logger.debug('send rate raised', fields);
@@ -307,6 +315,7 @@ export class DeliveryEngine {
     // Still inside the slot: the pause must be in force before the slot passes to the next
     // request, or that one leaves during the pause the endpoint just asked for.
     if (decision.action === 'retry' && decision.pauseMs > 0 && this.#gate.pauseFor(decision.pauseMs)) {
+      this.#bucket.paused?.(decision.pauseMs);
       this.#logger.warn('endpoint asked us to wait (Retry-After): destination paused', {
         pauseMs: Math.round(decision.pauseMs),
         status: decision.status,

@@ -1,5 +1,6 @@
 import type { Clock } from '../time/clock.ts';
 import type { PauseGate } from './pause-gate.ts';
+import type { RateBudget } from './rate-budget.ts';
 
 /**
  * A smooth token bucket (GCRA, "virtual scheduling"): it keeps `tat`, the virtual time at which
@@ -44,7 +45,7 @@ interface Waiter {
 
 const resolved: Promise<void> = Promise.resolve();
 
-export class TokenBucket {
+export class TokenBucket implements RateBudget {
   readonly #clock: Clock;
   #rate = Infinity;
   /** Milliseconds per token. */

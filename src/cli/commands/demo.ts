@@ -55,7 +55,7 @@ export function demoCommand(io: CliIO): Command {
           const run = async (name: string): Promise<void> => {
             const { job, resolved } = resolveJob(project, name);
             const source = await openSource(job.source, { command: 'convey demo' });
-            const transport = createTransport(demoIO, job, resolved, store.db.lockLost);
+            const transport = await createTransport(demoIO, job, resolved, store);
             try {
               const summary = await runJob({
                 db: store.db,
