@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { loadJob, loadProject, type JobConfig, type Project } from '../config/project.ts';
+import { isSelection, type Selection } from '../config/select.ts';
 import { createDeliveryEngine } from '../delivery/engine.ts';
 import { createDestination, type ResolvedDestination } from '../destinations/index.ts';
 import { ConveyError } from '../errors.ts';
@@ -130,6 +131,26 @@ export function resolveJob(project: Project, name: string): { job: JobConfig; re
   return { job, resolved: createDestination(job.destination) };
 }
 
+/** The selection flags of run, plan and status (config/select.ts). */
+export interface SelectionFlags {
+  all?: boolean;
+  select?: string[];
+  exclude?: string[];
+}
+
+export function withSelectionOptions(command: Command): Command {
+  return command
+    .option('--all', 'every job in jobs/')
+    .option('--select <spec...>', 'jobs by name, glob (orders-*) or tag (tag:nightly)')
+    .option('--exclude <spec...>', 'leave out jobs by name, glob or tag');
+}
+
+/** The selection given by arguments and flags; `many` when it is (or may be) more than one job. */
+export function selectionFrom(args: string[], flags: SelectionFlags): { many: boolean; selection: Selection } {
+  const selection = { include: [...args, ...(flags.select ?? [])], exclude: flags.exclude ?? [], all: flags.all === true };
+  return { many: isSelection({ ...selection, viaFlag: flags.select !== undefined }), selection };
+}
+
 /** Parses a non-negative integer flag. */
 export function nonNegativeInteger(flag: string): (value: string) => number {
   return (value) => {
@@ -137,6 +158,16 @@ export function nonNegativeInteger(flag: string): (value: string) => number {
     if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) {
       throw new ConveyError('USAGE', `${flag} must be a whole number ≥ 0, got ${JSON.stringify(value)}`, { hint: `e.g. ${flag} 100` });
     }
+    return n;
+  };
+}
+
+/** Parses an integer flag ≥ 1. */
+export function positiveInteger(flag: string): (value: string) => number {
+  const parse = nonNegativeInteger(flag);
+  return (value) => {
+    const n = parse(value);
+    if (n < 1) throw new ConveyError('USAGE', `${flag} must be at least 1, got ${n}`, { hint: `e.g. ${flag} 4` });
     return n;
   };
 }

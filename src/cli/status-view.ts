@@ -1,4 +1,5 @@
 import type { FailureGroup } from '../pipeline/failures.ts';
+import type { BackfillProgress } from '../state/sql/backfills.ts';
 import { formatDuration, formatFailures } from './output.ts';
 
 /**
@@ -39,6 +40,8 @@ export interface JobStatus {
     error: string | null;
     failures: FailureGroup[];
   } | null;
+  /** Unfinished backfills: chunks done, in progress (by which run, on which host), waiting. */
+  backfills: BackfillProgress[];
   lastRuns: Array<{
     runId: number;
     mode: string;
@@ -121,6 +124,7 @@ export function formatStatusDetail(s: JobStatus, now: number, heldBy?: string): 
   lines.push(running);
   lines.push(`  waiting    ${s.failed} failed${s.inDoubt ? `, ${s.inDoubt} in doubt` : ''} (sent first by the next run; convey retry ${s.job} sends them now)`);
   lines.push(`  rejects    ${s.rejects} open${s.rejects ? ` (convey rejects ${s.job})` : ''}`);
+  for (const b of s.backfills) lines.push(`  backfill   ${formatBackfill(b)}`);
   if (s.warnings.length) lines.push(`  warnings   ${s.warnings.map(warningText).join('\n             ')}`);
   const f = s.lastFailure;
   if (f) {
@@ -136,4 +140,13 @@ export function formatStatusDetail(s: JobStatus, now: number, heldBy?: string): 
     lines.push(`    ${String(r.runId).padStart(4)} ${r.mode.padEnd(8)} ${r.status.padEnd(11)} ${r.startedAt ?? ''}  ${r.durationMs !== null ? formatDuration(r.durationMs).padEnd(9) : ''.padEnd(9)} ${counts}${r.error ? `  error: ${r.error.split('\n')[0]}` : ''}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** `#4 2026-03-01 → 2026-05-01: 20 of 61 chunks done, 3 in progress (host-a ×2, host-b), 38 waiting` */
+export function formatBackfill(b: BackfillProgress): string {
+  const hosts = new Map<string, number>();
+  for (const p of b.inProgress) hosts.set(p.host, (hosts.get(p.host) ?? 0) + 1);
+  const where = [...hosts].map(([host, n]) => (n > 1 ? `${host} ×${n}` : host)).join(', ');
+  const progress = b.inProgress.length ? `, ${b.inProgress.length} in progress (${where})` : '';
+  return `#${b.id}${b.resend ? ' --resend' : ''} ${b.range.start} → ${b.range.end}: ${b.done} of ${b.total} chunks done${progress}, ${b.waiting} waiting`;
 }

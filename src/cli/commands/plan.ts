@@ -11,7 +11,10 @@ import { ExitCode } from '../exit-codes.ts';
 import { formatTests, runJobTests, type TestsRun } from '../../mapping-tests/job-tests.ts';
 import { loadTestsFile } from '../../mapping-tests/tests-file.ts';
 import type { Destination } from '../../destinations/destination.ts';
-import { ConveyError } from '../../errors.ts';
+import { ConveyError, toConveyError } from '../../errors.ts';
+import { selectJobs } from '../../config/select.ts';
+import { exitCodeForError } from '../exit-codes.ts';
+import { worstExitCode } from '../run-many.ts';
 import { describeJobMapping } from '../../pipeline/checked-batches.ts';
 import { planWindow, type PlanResult } from '../../pipeline/plan-window.ts';
 import { parseRange } from '../../pipeline/range.ts';
@@ -22,10 +25,10 @@ import type { Window } from '../../time/window.ts';
 import type { Queryable } from '../../state/db.ts';
 import { readWatermark } from '../../state/sql/watermarks.ts';
 import { systemClock } from '../../time/clock.ts';
-import { nonNegativeInteger, projectFrom, resolveJob, withProjectOption, withSource, withStateReadOnly, type CommonFlags } from '../context.ts';
+import { nonNegativeInteger, projectFrom, resolveJob, selectionFrom, withProjectOption, withSelectionOptions, withSource, withStateReadOnly, type CommonFlags, type SelectionFlags } from '../context.ts';
 import type { CliIO } from '../io.ts';
 
-interface PlanFlags extends CommonFlags {
+interface PlanFlags extends CommonFlags, SelectionFlags {
   from?: string;
   to?: string;
   tz?: string;
@@ -41,9 +44,9 @@ interface PlanFlags extends CommonFlags {
 
 export function planCommand(io: CliIO): Command {
   return withProjectOption(
-    new Command('plan')
+    withSelectionOptions(new Command('plan'))
       .description('Show what a run (or a range) would do, without sending or changing anything: for pull requests.')
-      .argument('<job>', 'job name')
+      .argument('[jobs...]', 'job names or globs; or --all, --select')
       .option('--from <date|time>', 'plan a range instead of the next run: first day or time (inclusive)')
       .option('--to <date|time>', 'end of the range (exclusive: --to 2026-04-01 stops at the end of March 31)')
       .option('--tz <zone>', "IANA zone in which dates are whole days (default: the job's timezone, else UTC)")
@@ -57,8 +60,11 @@ export function planCommand(io: CliIO): Command {
       .option('--show-values', 'with --compare: show visitor ids and attribute values (masked by default: the report is posted where many can read it)')
       .option('--markdown <file>', 'with --compare: also write the Markdown report to this file (e.g. "$GITHUB_STEP_SUMMARY")')
       .addHelpText('after', '\nExit code: 0 when the mapping works (rejected rows are listed, not fatal); 2 when it is broken\n(missing or unknown column, SQL error): plan can gate a pull request. With --compare: 1 when a class\nnamed by --fail-on has conversions (by default: re-keyed conversions, which would be sent twice).'),
-  ).action(async (name: string, flags: PlanFlags) => {
+  ).action(async (args: string[], flags: PlanFlags) => {
     const project = projectFrom(io, flags);
+    const { many, selection } = selectionFrom(args, flags);
+    if (many) return planMany(io, project, selectJobs(project, selection), flags);
+    const name = selection.include[0]!;
     const { job, resolved } = resolveJob(project, name);
     // The job's own tests first: a mapping that fails them is reported before what it would send.
     const testsFile = loadTestsFile(project.dir, name);
@@ -81,6 +87,37 @@ export function planCommand(io: CliIO): Command {
     );
     io.stdout.write(flags.json ? JSON.stringify({ ...result, ...(tests ? { tests: testsSummary(tests) } : {}) }) + '\n' : (tests ? formatTests(tests) + '\n' : '') + formatPlan(result, resolved.destination));
   });
+}
+
+/**
+ * Several jobs: each planned on its own (the same plan as for one job, without its tests or a
+ * compare); a broken one is reported and the others are still planned; the worst exit code.
+ */
+async function planMany(io: CliIO, project: Project, names: string[], flags: PlanFlags): Promise<void> {
+  if (flags.compare || flags.window || flags.checkDeterminism || flags.showValues || flags.markdown) {
+    throw new ConveyError('USAGE', '--compare and its options take one job', { hint: 'Run convey plan <job> --compare <git-ref> for each job changed.' });
+  }
+  const jobs = await withStateReadOnly(io, project, 'convey plan', async (store) => {
+    const planned: Array<{ job: string; exitCode: number; plan?: PlanResult; error?: { code: string; message: string }; text: string }> = [];
+    for (const name of names) {
+      try {
+        const { job, resolved } = resolveJob(project, name);
+        const result = await withSource(job, `convey plan ${name}`, async (source) =>
+          planJob({ state: store?.db, source, destination: resolved.destination, job, signal: io.signal }, await planWindowOf(job, flags, store), flags.samples),
+        );
+        planned.push({ job: name, exitCode: 0, plan: result, text: formatPlan(result, resolved.destination) });
+      } catch (caught) {
+        const error = toConveyError(caught);
+        if (error.code === 'INTERRUPTED') throw error;
+        io.logger.error(error.message, { job: name, code: error.code, ...(error.hint ? { hint: error.hint } : {}) });
+        planned.push({ job: name, exitCode: exitCodeForError(error.code), error: { code: error.code, message: error.message }, text: `convey plan ${name}: ${error.code}: ${error.message}\n` });
+      }
+    }
+    return planned;
+  });
+  const exitCode = worstExitCode(jobs.map((j) => j.exitCode));
+  io.stdout.write(flags.json ? JSON.stringify({ exitCode, jobs: jobs.map(({ text: _text, ...rest }) => rest) }) + '\n' : jobs.map((j) => j.text).join('\n'));
+  io.setExitCode(exitCode);
 }
 
 /** The range asked for, else the window the next incremental run would read. */

@@ -4,12 +4,14 @@ import { ConveyError, isConveyError } from '../../errors.ts';
 import { didYouMean } from '../../config/did-you-mean.ts';
 import type { Db } from '../../state/db.ts';
 import { countOpen } from '../../state/sql/ledger.ts';
+import { openBackfillProgress } from '../../state/sql/backfills.ts';
+import { selectJobs } from '../../config/select.ts';
 import { countOpenRejects } from '../../state/sql/rejects.ts';
 import { failureHeadline, type FailureGroup } from '../../pipeline/failures.ts';
 import { failingStreak, lastFailedRun, lastFinishedRun, lastRuns, liveRun, runJobs, type RunRecord, type RunStatus } from '../../state/sql/runs.ts';
 import { readWatermark } from '../../state/sql/watermarks.ts';
 import { parseInstant, toEpochMillis } from '../../time/instant.ts';
-import { projectFrom, withProjectOption, withStateReadOnly, type CommonFlags } from '../context.ts';
+import { projectFrom, selectionFrom, withProjectOption, withSelectionOptions, withStateReadOnly, type CommonFlags, type SelectionFlags } from '../context.ts';
 import type { CliIO } from '../io.ts';
 import { formatStatusDetail, formatStatusTable, type JobStatus } from '../status-view.ts';
 
@@ -17,13 +19,17 @@ const LAST_RUNS = 5;
 
 export function statusCommand(io: CliIO): Command {
   return withProjectOption(
-    new Command('status')
-      .description('One line per job (state, last run, lag, failing since, open rejects, warnings); with one job, the detail: watermark, waiting failures, why the last failed run failed, the last runs.')
-      .argument('[jobs...]', 'jobs to show (default: every job in jobs/ and in the history); one job shows its detail')
-      .option('--json', 'print { jobs: [{ job, state, watermark, lagSeconds, lastRun, failingSince, failed, rejects, warnings, lastFailure, lastRuns, … }] }'),
-  ).action(async (names: string[], flags: CommonFlags) => {
+    withSelectionOptions(new Command('status'))
+      .description('One line per job (state, last run, lag, failing since, open rejects, warnings); with one job, the detail: watermark, waiting failures, backfill chunks, why the last failed run failed, the last runs.')
+      .argument('[jobs...]', 'jobs to show, by name or glob (default: every job in jobs/ and in the history; or --select, --exclude); one job shows its detail')
+      .option('--json', 'print { jobs: [{ job, state, watermark, lagSeconds, lastRun, failingSince, failed, rejects, warnings, lastFailure, backfills, lastRuns, … }] }'),
+  ).action(async (args: string[], flags: CommonFlags & SelectionFlags) => {
     const project = projectFrom(io, flags);
     const now = Date.now();
+    // A pattern or a selection: the jobs of jobs/ it selects. Names: also jobs only in the history.
+    const { many, selection } = selectionFrom(args, flags);
+    const patterned = flags.select !== undefined || flags.exclude !== undefined || flags.all === true || args.some((a) => /[*?[]|^tag:/.test(a));
+    const names = patterned && many ? selectJobs(project, selection) : args;
     let jobs: JobStatus[];
     // Set when the embedded store was held: only the holder is known, from its lock file.
     let heldBy: string | undefined;
@@ -32,7 +38,7 @@ export function statusCommand(io: CliIO): Command {
         const known = [...new Set([...listJobNames(project), ...(store ? await runJobs(store.db) : [])])].sort();
         // A mistyped name would otherwise read as a job that never ran, with exit 0.
         for (const name of names) if (!known.includes(name)) throw unknownJob(name, known);
-        const selected = names.length ? [...new Set(names)] : known;
+        const selected = names.length || patterned ? [...new Set(names)] : known;
         return Promise.all(selected.map((job) => (store ? jobStatus(store.db, job, now) : emptyStatus(job))));
       });
     } catch (error) {
@@ -41,14 +47,14 @@ export function statusCommand(io: CliIO): Command {
       const holder = (error.details?.holder ?? {}) as { job?: string; runId?: number; pid?: number; host?: string; startedAt?: string; command?: string };
       io.logger.warn(error.message, { hint: 'Details are available when that run has finished (the embedded store serves one process).' });
       heldBy = `pid ${holder.pid ?? '?'} on ${holder.host ?? '?'}`;
-      jobs = (names.length ? names : listJobNames(project)).map((job) => ({
+      jobs = (names.length || patterned ? names : listJobNames(project)).map((job) => ({
         ...emptyStatus(job),
         state: holder.job === job ? 'running' : 'unknown',
         running: holder.job === job ? { runId: holder.runId ?? 0, mode: holder.command ?? 'run', pid: holder.pid ?? 0, host: holder.host ?? '', startedAt: holder.startedAt ?? null } : null,
       }));
     }
     if (flags.json) io.stdout.write(JSON.stringify({ jobs }) + '\n');
-    else if (names.length === 1) io.stdout.write(formatStatusDetail(jobs[0]!, now, heldBy));
+    else if (names.length === 1 && !patterned) io.stdout.write(formatStatusDetail(jobs[0]!, now, heldBy));
     else io.stdout.write(formatStatusTable(jobs, now));
   });
 }
@@ -61,7 +67,7 @@ function unknownJob(name: string, known: string[]): ConveyError {
 }
 
 async function jobStatus(db: Db, job: string, now: number): Promise<JobStatus> {
-  const [watermark, live, open, rejects, runs, last, streak, failedRun] = await Promise.all([
+  const [watermark, live, open, rejects, runs, last, streak, failedRun, backfills] = await Promise.all([
     readWatermark(db, job),
     liveRun(db, job),
     countOpen(db, job),
@@ -70,6 +76,7 @@ async function jobStatus(db: Db, job: string, now: number): Promise<JobStatus> {
     lastFinishedRun(db, job),
     failingStreak(db, job),
     lastFailedRun(db, job),
+    openBackfillProgress(db, job),
   ]);
   return {
     job,
@@ -84,6 +91,7 @@ async function jobStatus(db: Db, job: string, now: number): Promise<JobStatus> {
     rejects,
     warnings: Array.isArray(last?.warnings) ? (last.warnings as unknown[]) : [],
     lastFailure: failedRun ? failureOf(failedRun) : null,
+    backfills,
     lastRuns: runs.map(runLine),
   };
 }
@@ -123,6 +131,7 @@ function emptyStatus(job: string): JobStatus {
     rejects: 0,
     warnings: [],
     lastFailure: null,
+    backfills: [],
     lastRuns: [],
   };
 }
