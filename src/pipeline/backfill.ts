@@ -1,6 +1,7 @@
 import type { Window } from '../time/window.ts';
 import type { Db, LeaseConnection } from '../state/db.ts';
 import { finishBackfillIfDone, finishChunk, openBackfill, recordTake, takeNextChunk } from '../state/sql/backfills.ts';
+import { markCrashedRuns } from '../state/sql/runs.ts';
 import { parseFixedDuration } from '../time/instant.ts';
 import { zeroCounts, addCounts, type RunCounts } from './counts.ts';
 import { chunkRange } from './range.ts';
@@ -60,6 +61,7 @@ export function backfillJob(deps: RunJobDeps, options: BackfillOptions): Promise
           await taken.finish(chunkCounts);
           mine++;
           // A runner that died meanwhile left conversions in doubt: whoever goes on sends them.
+          await markCrashedRuns(db, job.name);
           run.addFailures((await sendOpenConversions(run.open)).failures);
         }
       } finally {

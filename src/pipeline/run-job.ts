@@ -128,11 +128,7 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       details,
     };
     await plan.body(context);
-    if (db.lockLost.aborted) {
-      throw new ConveyError('STATE_ERROR', `lost the state store connection holding job "${job.name}": ${errorMessage(db.lockLost.reason)}`, {
-        hint: 'Everything sent so far is recorded (or in doubt, and resent by the next run). Check the state store and run again.',
-      });
-    }
+    if (db.lockLost.aborted) throw lockLostError(db, job.name);
     if (readStats.rowsSpooled) {
       // The query ended before sending did: say what that cost on disk.
       details.spooled = { rows: readStats.rowsSpooled, bytes: readStats.bytesSpooled };
@@ -156,13 +152,22 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       failures: failed,
       ...(headline ? { headline } : {}),
     };
-  } catch (error) {
+  } catch (caught) {
+    // Once the lock is gone, whatever failed next (a write on a connection the server has ended)
+    // is a consequence: the loss is what the operator needs to read.
+    const error = db.lockLost.aborted ? lockLostError(db, job.name) : caught;
     counts.requests = deps.transport.requestCount();
     await finishRun(db, held.runId, { status: 'failed', counts: { ...counts }, watermarkAfter: after, error: errorMessage(error), failures: failures.list(job.name) }).catch(() => undefined);
     throw error;
   } finally {
     await held.release();
   }
+}
+
+function lockLostError(db: Db, job: string): ConveyError {
+  return new ConveyError('STATE_ERROR', `lost the state store connection holding job "${job}": ${errorMessage(db.lockLost.reason)}`, {
+    hint: 'This run stopped sending at once; everything sent so far is recorded (or in doubt, and resent by the next run). Check the state store and run again.',
+  });
 }
 
 /**
