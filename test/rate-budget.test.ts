@@ -1,0 +1,143 @@
+import test from 'ava';
+import { LeasedBudget, type BudgetSchedule } from '../src/delivery/leased-budget.ts';
+import type { RateBudget } from '../src/delivery/rate-budget.ts';
+import { TokenBucket } from '../src/delivery/token-bucket.ts';
+import { silentLogger } from '../src/log.ts';
+import { FakeClock } from '../src/time/clock.ts';
+
+/**
+ * The pacing contract every RateBudget keeps (this process's token bucket, and the budget leased
+ * from a shared schedule), on the fake clock. The shared schedule here is the same GCRA as the SQL
+ * in state/sql/rate-budgets.ts, kept in memory: the SQL itself runs in test/shared-budget.test.ts
+ * against PostgreSQL, with real processes.
+ */
+
+function memorySchedule(clock: FakeClock, perSecond: number): BudgetSchedule & { reservations: number } {
+  let tat = -Infinity;
+  let pausedUntil = -Infinity;
+  const listeners: Array<(ms: number) => void> = [];
+  const schedule = {
+    reservations: 0,
+    async reserve(n: number) {
+      schedule.reservations++;
+      const now = clock.monotonic();
+      const slotMs = 1000 / perSecond;
+      const start = Math.max(tat, now, pausedUntil);
+      tat = start + n * slotMs;
+      return { waitMs: start - now, slotMs };
+    },
+    async pause(ms: number) {
+      pausedUntil = Math.max(pausedUntil, clock.monotonic() + ms);
+      for (const listener of listeners) listener(ms);
+    },
+    async throttled() {},
+    onPause(listener: (ms: number) => void) {
+      listeners.push(listener);
+    },
+  };
+  return schedule;
+}
+
+/** Keeps `depth` callers waiting on `budget` until `until` (fake ms); returns the grant times. */
+function demand(clock: FakeClock, budget: RateBudget, depth: number, until: number): number[] {
+  const grants: number[] = [];
+  const caller = async (): Promise<void> => {
+    while (clock.monotonic() < until) {
+      await budget.take();
+      if (clock.monotonic() < until) grants.push(clock.monotonic());
+    }
+  };
+  for (let i = 0; i < depth; i++) void caller();
+  return grants;
+}
+
+function busiestWindow(times: number[], windowMs = 1000): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let best = 0;
+  for (let i = 0, j = 0; i < sorted.length; i++) {
+    while (sorted[i]! - sorted[j]! >= windowMs) j++;
+    best = Math.max(best, i - j + 1);
+  }
+  return best;
+}
+
+async function run(clock: FakeClock, ms: number, step = 1): Promise<void> {
+  for (let t = 0; t < ms; t += step) await clock.advance(step);
+}
+
+const implementations: Array<[string, (clock: FakeClock, rate: number) => RateBudget]> = [
+  ['token bucket', (clock, rate) => new TokenBucket(clock, rate)],
+  ['leased budget', (clock, rate) => new LeasedBudget({ clock, schedule: memorySchedule(clock, rate), logger: silentLogger, perSecond: rate })],
+];
+
+for (const [name, make] of implementations) {
+  test(`${name}: under full demand, every second grants the rate (the first at most one more), no second above it`, async (t) => {
+    const clock = new FakeClock();
+    const budget = make(clock, 100);
+    const grants = demand(clock, budget, 8, 3000);
+    await run(clock, 3100);
+    t.true(grants.length >= 295 && grants.length <= 301, `${grants.length} grants in 3 s at 100/s`);
+    t.true(busiestWindow(grants) <= 101, `busiest second ${busiestWindow(grants)}`);
+  });
+
+  test(`${name}: a waiter that gives up is rejected with the reason; the others still get tokens`, async (t) => {
+    const clock = new FakeClock();
+    const budget = make(clock, 10);
+    const stop = new AbortController();
+    t.true(budget.tryTake() || (await budget.take().then(() => true)));
+    const waiting = budget.take(stop.signal);
+    const next = budget.take();
+    stop.abort(new Error('stopped'));
+    await t.throwsAsync(waiting, { message: 'stopped' });
+    await run(clock, 300);
+    await t.notThrowsAsync(next);
+  });
+}
+
+test('leased budget: two runners on one schedule share the rate between them, not each', async (t) => {
+  const clock = new FakeClock();
+  const schedule = memorySchedule(clock, 100);
+  const a = new LeasedBudget({ clock, schedule, logger: silentLogger, perSecond: 100 });
+  const b = new LeasedBudget({ clock, schedule, logger: silentLogger, perSecond: 100 });
+  const grants = [...[demand(clock, a, 8, 2000), demand(clock, b, 8, 2000)]];
+  await run(clock, 2100);
+  const all = grants.flat();
+  t.true(all.length >= 195 && all.length <= 201, `${all.length} grants in 2 s for both`);
+  t.true(grants.every((g) => g.length > 50), `both were served: ${grants.map((g) => g.length).join(', ')}`);
+  t.true(busiestWindow(all) <= 101);
+  t.true(schedule.reservations < all.length / 3, `${schedule.reservations} reservations for ${all.length} grants: leases, not one row update per request`);
+});
+
+test('leased budget: a runner that falls behind drops the slots it missed instead of sending them late, bunched with the others', async (t) => {
+  const clock = new FakeClock();
+  // Its timers fire only on 25 ms ticks (a loaded machine): up to 25 ms late, far more than FORGIVE_MS.
+  const late: FakeClock = Object.assign(Object.create(clock) as FakeClock, {
+    sleep: (ms: number, signal?: AbortSignal) => clock.sleep(Math.ceil((clock.monotonic() + ms) / 25) * 25 - clock.monotonic(), signal),
+  });
+  const schedule = memorySchedule(clock, 200);
+  const lagging = new LeasedBudget({ clock: late, schedule, logger: silentLogger, perSecond: 200 });
+  const onTime = new LeasedBudget({ clock, schedule, logger: silentLogger, perSecond: 200 });
+  const grants = [demand(late, lagging, 8, 3000), demand(clock, onTime, 8, 3000)];
+  await run(clock, 3100);
+  const all = grants.flat();
+  t.true(busiestWindow(all) <= 201, `busiest second of both: ${busiestWindow(all)}`);
+  t.true(grants[0]!.length < grants[1]!.length, `the late runner lost its missed slots: ${grants[0]!.length} grants against ${grants[1]!.length}`);
+});
+
+test('leased budget: a pause asked by one runner holds every runner, and the schedule resumes after it', async (t) => {
+  const clock = new FakeClock();
+  const schedule = memorySchedule(clock, 100);
+  const paused: number[] = [];
+  const a = new LeasedBudget({ clock, schedule, logger: silentLogger, perSecond: 100 });
+  const b = new LeasedBudget({ clock, schedule, logger: silentLogger, perSecond: 100 });
+  b.onPause((ms) => paused.push(ms));
+  const grants = [demand(clock, a, 4, 3000), demand(clock, b, 4, 3000)];
+  await run(clock, 500);
+  a.paused(1000);
+  const at = clock.monotonic();
+  await run(clock, 2600);
+  t.deepEqual(paused, [1000], 'the other runner was told');
+  const during = grants.flat().filter((g) => g > at && g < at + 1000);
+  t.deepEqual(during, []);
+  t.true(grants.flat().some((g) => g >= at + 1000), 'sending resumed');
+});
