@@ -161,7 +161,7 @@ export function createProject({ sourceUrl, source, stateUrl, job = 'bench', sql 
 
 /** Empties the state tables (the schema stays migrated), so the next run sends everything again. */
 export async function resetState(stateUrl) {
-  await withClient(stateUrl, (c) => c.query(`truncate convey.backfill_chunks, convey.backfills, convey.rejects, convey.ledger, convey.batches, convey.watermarks, convey.runs`));
+  await withClient(stateUrl, (c) => c.query(`truncate convey.backfill_takes, convey.rate_budgets, convey.backfill_chunks, convey.backfills, convey.rejects, convey.ledger, convey.batches, convey.watermarks, convey.runs`));
 }
 
 /**

@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark in turn against the built CLI, then one Markdown table with
 // the machine it ran on, written to bench/results/latest.md and printed.
 //
-//   node bench/run-all.mjs [name…]     (names: classic events memory rate idle embedded sources compare; default all)
+//   node bench/run-all.mjs [name…]     (names: classic events memory rate idle embedded sources compare runners; default all)
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ const BENCHES = {
   embedded: () => import('./embedded.mjs'),
   sources: () => import('./sources.mjs'),
   compare: () => import('./compare-memory.mjs'),
+  runners: () => import('./runners.mjs'),
 };
 
 requireBuild();

@@ -150,7 +150,8 @@ if (usingPostgres) {
 
     await waitFor(async () => ((await chunksDone(project)) >= HOURS * 0.2 && receivers[0]!.stats().acceptedRequests > 0 ? true : undefined), 'a fifth of the chunks', 60_000);
     const cutAt = Date.now();
-    relays[0]!.cut({ serverNoticesAfterMs: 10_000 });
+    // The server notices the silence 15 s in (convey asks for about 35 s; sooner tests the margin).
+    relays[0]!.cut({ serverNoticesAfterMs: 15_000 });
     const severedAt = await relays[0]!.severed();
     // The server has ended the cut runner's sessions: what it had claimed and not recorded is in doubt.
     const { rows: pending } = await project.db.stateSql(

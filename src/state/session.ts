@@ -16,9 +16,11 @@ export const HEARTBEAT_MS = 1000;
 /**
  * A runner that has had no answer for this long counts its locks as lost and stops sending. It
  * must be well under the time the server takes to notice a vanished client (SERVER_KEEPALIVE
- * below: about 25 s), so the runner has stopped before anyone else can take its work.
+ * below: about 35 s), so the runner has stopped before anyone else can take its work; and well
+ * over what a slow answer takes on a loaded machine (a run here once gave up at 5 s with the load
+ * average at 14 on 2 cores).
  */
-export const LOCK_TIMEOUT_MS = 5000;
+export const LOCK_TIMEOUT_MS = 10_000;
 
 /**
  * A heartbeat tick this much later than planned means this process did not run (SIGSTOP, a paused
@@ -30,12 +32,12 @@ const STALL_MS = 1000;
  * Per-session server settings for the connections that carry locks. PostgreSQL's default leaves
  * detecting a client that vanished to the operating system (two hours of silence on Linux): the
  * locks of a partitioned runner would block its jobs all night. With these the server probes a
- * silent client after 10 s and drops it after three unanswered probes 5 s apart (about 25 s), and
- * gives up on data it sent that goes unacknowledged for 25 s. A stopped (SIGSTOP) process keeps its
+ * silent client after 15 s and drops it after four unanswered probes 5 s apart (about 35 s), and
+ * gives up on data it sent that goes unacknowledged for 35 s. A stopped (SIGSTOP) process keeps its
  * connections: its kernel still answers the probes. Ignored on Unix sockets.
  */
 export const SERVER_KEEPALIVE =
-  'set tcp_keepalives_idle = 10; set tcp_keepalives_interval = 5; set tcp_keepalives_count = 3; set tcp_user_timeout = 25000';
+  'set tcp_keepalives_idle = 15; set tcp_keepalives_interval = 5; set tcp_keepalives_count = 4; set tcp_user_timeout = 35000';
 
 /**
  * Watches a lock-holding connection: a `select 1` every HEARTBEAT_MS; no answer within
