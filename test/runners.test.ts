@@ -63,7 +63,9 @@ async function assertBackfillDone(t: ExecutionContext, project: TestProject): Pr
        from convey.backfill_chunks c join convey.runs r on r.id = c.run_id group by r.host order by r.host`,
   );
   const byHost = new Map((rows as Array<{ host: string; chunks: number }>).map((r) => [r.host, r.chunks]));
-  t.is([...byHost.values()].reduce((a, b) => a + b, 0), HOURS, 'every chunk was done by one run');
+  const left = (await project.db.stateSql(`select c.chunk_start, t.run_id from convey.backfill_chunks c left join convey.backfill_takes t using (backfill_id, chunk_start) where c.done_at is null`)).rows;
+  const runs = (await project.db.stateSql(`select id, host, status, error, counts->>'sent' as sent from convey.runs order by id`)).rows;
+  t.is([...byHost.values()].reduce((a, b) => a + b, 0), HOURS, `every chunk was done by one run; not done: ${JSON.stringify(left)}; runs: ${JSON.stringify(runs)}`);
   const { rows: backfills } = await project.db.stateSql(`select status from convey.backfills`);
   t.deepEqual(backfills.map((b: { status: string }) => b.status), ['done']);
   t.is(await chunksDone(project), HOURS);
