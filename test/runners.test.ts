@@ -56,19 +56,21 @@ async function chunksDone(project: TestProject): Promise<number> {
   return (rows[0] as { n: number } | undefined)?.n ?? 0;
 }
 
-/** Every chunk done exactly once, and the backfill recorded as done; returns the chunks done per host. */
+/**
+ * Every chunk of the (first) backfill done exactly once, and the backfill recorded as done; returns
+ * the chunks done per host. A runner started after it finished starts a new one (read again, all
+ * already sent): not counted here.
+ */
 async function assertBackfillDone(t: ExecutionContext, project: TestProject): Promise<Map<string, number>> {
+  const first = `(select min(id) from convey.backfills)`;
   const { rows } = await project.db.stateSql(
-    `select r.host, count(*)::int as chunks, sum((c.counts->>'sent')::int)::int as sent
-       from convey.backfill_chunks c join convey.runs r on r.id = c.run_id group by r.host order by r.host`,
+    `select r.host, count(*)::int as chunks from convey.backfill_chunks c join convey.runs r on r.id = c.run_id
+      where c.backfill_id = ${first} group by r.host order by r.host`,
   );
   const byHost = new Map((rows as Array<{ host: string; chunks: number }>).map((r) => [r.host, r.chunks]));
-  const left = (await project.db.stateSql(`select c.chunk_start, t.run_id from convey.backfill_chunks c left join convey.backfill_takes t using (backfill_id, chunk_start) where c.done_at is null`)).rows;
-  const runs = (await project.db.stateSql(`select id, host, status, error, counts->>'sent' as sent from convey.runs order by id`)).rows;
-  t.is([...byHost.values()].reduce((a, b) => a + b, 0), HOURS, `every chunk was done by one run; not done: ${JSON.stringify(left)}; runs: ${JSON.stringify(runs)}`);
-  const { rows: backfills } = await project.db.stateSql(`select status from convey.backfills`);
+  t.is([...byHost.values()].reduce((a, b) => a + b, 0), HOURS, 'every chunk was done by one run');
+  const { rows: backfills } = await project.db.stateSql(`select distinct status from convey.backfills`);
   t.deepEqual(backfills.map((b: { status: string }) => b.status), ['done']);
-  t.is(await chunksDone(project), HOURS);
   return byHost;
 }
 

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { ConveyError, errorMessage } from '../errors.ts';
-import { destroyConnection, heartbeat, refuseTransactionPooler, SERVER_KEEPALIVE } from './session.ts';
+import { destroyConnection, heartbeat, SERVER_KEEPALIVE } from './session.ts';
 
 /** Anything that runs a bound query: a pool, a client, or a transaction. */
 export interface Queryable {
@@ -121,12 +121,6 @@ export function createPoolDb(config: pg.ClientConfig, options: PoolDbOptions = {
 
   const openLockClient = async (): Promise<pg.Client> => {
     const client = await connectHolding(`${clientConfig.application_name}-lock`);
-    await refuseTransactionPooler(client, pool).catch(async (error: unknown) => {
-      closing = true;
-      await client.end().catch(() => undefined);
-      closing = false;
-      return stateError(error);
-    });
     stopHeartbeat = heartbeat(client, lost);
     return client;
   };

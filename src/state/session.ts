@@ -83,7 +83,9 @@ export function destroyConnection(client: pg.Client): void {
 const PROBE_KEYSPACE = 0x636f6e78;
 
 /**
- * Refuses a state store reached through a pooler in transaction (or statement) mode, such as
+ * Run before anything else touches the store (the migration's own session lock would otherwise be
+ * left held by a pooled server session, blocking every later start). Refuses a state store
+ * reached through a pooler in transaction (or statement) mode, such as
  * PgBouncer's `pool_mode = transaction`: there, consecutive statements of one client run on
  * whichever server session is free, so a session advisory lock is held by a server session that
  * other clients use next, and two runners could run one job at once. Tested directly: `holder`
@@ -92,7 +94,21 @@ const PROBE_KEYSPACE = 0x636f6e78;
  * back to the pool and is handed to `other` next (PgBouncer reuses the most recently freed one),
  * or `holder`'s next statement lands on a session that does not hold the lock.
  */
-export async function refuseTransactionPooler(holder: pg.Client, other: { query(text: string, values?: unknown[]): Promise<{ rows: Array<Record<string, unknown>> }> }): Promise<void> {
+export async function refuseTransactionPooler(connection: pg.ClientConfig): Promise<void> {
+  const holder = new pg.Client(connection);
+  const other = new pg.Client(connection);
+  holder.on('error', () => undefined);
+  other.on('error', () => undefined);
+  try {
+    await holder.connect();
+    await other.connect();
+    await probeSessions(holder, other);
+  } finally {
+    await Promise.all([holder.end().catch(() => undefined), other.end().catch(() => undefined)]);
+  }
+}
+
+async function probeSessions(holder: pg.Client, other: pg.Client): Promise<void> {
   const key = Math.floor(Math.random() * 0x7fffffff);
   const lock = 'select pg_try_advisory_lock($1, $2) as ok';
   const took = (await holder.query<{ ok: boolean }>(lock, [PROBE_KEYSPACE, key])).rows[0]?.ok === true;

@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import type pg from 'pg';
-import { ConveyError } from '../errors.ts';
+import { ConveyError, isConveyError } from '../errors.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../embedded/pglite.ts';
 import { createPoolDb, type Db } from './db.ts';
 import { migrateLatest } from './migrate.ts';
+import { refuseTransactionPooler } from './session.ts';
 
 export type StateLocation =
   | { kind: 'postgres'; url: string }
@@ -54,8 +55,10 @@ export async function openStateStore(location: StateLocation, command: string, m
     connection = { connectionString: location.url };
   }
   try {
+    if (location.kind === 'postgres') await refuseTransactionPooler(connection);
     if (migrate) await migrateLatest(connection, migrateOptions);
   } catch (error) {
+    if (isConveyError(error)) throw error;
     await embedded?.close();
     throw new ConveyError('STATE_ERROR', `cannot prepare the state store (${describeLocation(location)}): ${(error as Error).message}`, {
       cause: error,
