@@ -74,6 +74,16 @@ async function assertBackfillDone(t: ExecutionContext, project: TestProject): Pr
   return byHost;
 }
 
+/** Conversions a runner claimed and had not recorded (pending in its batches): in doubt once it is gone. */
+async function inDoubt(project: TestProject, host: string): Promise<Set<string>> {
+  const { rows } = await project.db.stateSql(
+    `select l.conversion_id from convey.ledger l join convey.batches b on b.id = l.batch_id join convey.runs r on r.id = b.run_id
+      where r.host = $1 and b.status = 'pending'`,
+    [host],
+  );
+  return new Set(rows.map((r: { conversion_id: string }) => r.conversion_id));
+}
+
 /** Every conversion accepted, and any second copy only of one that was in doubt (Optimizely drops those). */
 function assertEachOnce(t: ExecutionContext, receivers: Receiver[], mayRepeat: ReadonlySet<string> = new Set()): void {
   const seen = new Map<string, number>();
@@ -126,14 +136,11 @@ if (usingPostgres) {
       runners[0]!.child.kill('SIGKILL');
       t.is(await runners[0]!.exited, null);
       // What the killed runner had claimed and not recorded: the only conversions that may arrive twice.
-      const { rows: pending } = await project.db.stateSql(
-        `select l.conversion_id from convey.ledger l join convey.batches b on b.id = l.batch_id join convey.runs r on r.id = b.run_id
-          where r.host = 'runner-1' and b.status = 'pending'`,
-      );
+      const pending = await inDoubt(project, 'runner-1');
       const codes = await Promise.all(runners.slice(1).map((r) => r.exited));
       t.deepEqual(codes, [0, 0, 0], runners.map((r) => r.stderr()).join('\n'));
       await assertBackfillDone(t, project);
-      assertEachOnce(t, [receiver], new Set(pending.map((p: { conversion_id: string }) => p.conversion_id)));
+      assertEachOnce(t, [receiver], pending);
       const { rows: runs } = await project.db.stateSql(`select host, status from convey.runs where host = 'runner-1'`);
       t.like(runs[0], { status: 'crashed' });
     });
@@ -158,10 +165,7 @@ if (usingPostgres) {
     relays[0]!.cut({ serverNoticesAfterMs: 15_000 });
     const severedAt = await relays[0]!.severed();
     // The server has ended the cut runner's sessions: what it had claimed and not recorded is in doubt.
-    const { rows: pending } = await project.db.stateSql(
-      `select l.conversion_id from convey.ledger l join convey.batches b on b.id = l.batch_id join convey.runs r on r.id = b.run_id
-        where r.host = 'runner-1' and b.status = 'pending'`,
-    );
+    const pending = await inDoubt(project, 'runner-1');
     const lastBefore = Math.max(...receivers[0]!.accepted().map((a) => a.receivedAt));
     t.true(lastBefore < severedAt, `runner-1 stopped sending ${severedAt - lastBefore} ms before the server freed its locks (cut at ${cutAt})`);
     const arrivedWhileCut = receivers[0]!.stats().requests;
@@ -179,7 +183,7 @@ if (usingPostgres) {
     const again = project.spawn(BACKFILL, { env: { CONVEY_HOSTNAME: 'runner-1', ...env(1) } });
     t.is(await again.exited, 0, again.stderr());
     await assertBackfillDone(t, project);
-    assertEachOnce(t, receivers, new Set(pending.map((p: { conversion_id: string }) => p.conversion_id)));
+    assertEachOnce(t, receivers, pending);
   });
 
   test.serial('a runner frozen (SIGSTOP) keeps its chunk while the others finish theirs; status shows it in progress; resumed (SIGCONT) it finishes the backfill', async (t) => {
@@ -209,6 +213,21 @@ if (usingPostgres) {
       t.like(JSON.parse(runners[0]!.stdout()), { details: { complete: true, chunksDone: HOURS } });
       await assertBackfillDone(t, project);
       assertEachOnce(t, [receiver]);
+    });
+  });
+} else {
+  test('on the embedded store one process owns the state: the backfill takes its chunks in order, and the rate budget is the process\'s own', async (t) => {
+    const project = await projectWithRows(t, hourlyRows().slice(0, 4 * PER_HOUR));
+    await withReceiver({ protocol: 'events' }, async (receiver) => {
+      project.writeJob('orders', CONVERSIONS_SQL, backfillJob(receiver.url, { rateLimit: { concurrency: 2, perSecond: 100 } }));
+      const run = await project.cli(['backfill', 'orders', '--from', FROM, '--to', '2026-03-01T04:00:00Z', '--chunk', 'PT1H', '--json']);
+      t.is(run.code, 0, run.stderr);
+      t.like(run.json(), { sent: 4 * PER_HOUR, details: { chunks: 4, chunksDone: 4, chunksDoneHere: 4, complete: true } });
+      const { rows: chunks } = await project.db.stateSql(`select run_id from convey.backfill_chunks order by done_at, chunk_start`);
+      t.deepEqual(chunks.map((c: { run_id: string }) => Number(c.run_id)), [1, 1, 1, 1]);
+      const { rows: budgets } = await project.db.stateSql('select count(*)::int as n from convey.rate_budgets');
+      t.is((budgets[0] as { n: number }).n, 0, 'no shared schedule: one process, its own token bucket');
+      t.is(receiver.stats().unique, 4 * PER_HOUR);
     });
   });
 }

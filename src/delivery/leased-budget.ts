@@ -1,5 +1,6 @@
 import type { Logger } from '../log.ts';
 import type { Clock } from '../time/clock.ts';
+import { Alarm } from './alarm.ts';
 import type { RateBudget } from './rate-budget.ts';
 
 /**
@@ -75,7 +76,7 @@ export class LeasedBudget implements RateBudget {
   #head = 0;
   readonly #queue: Waiter[] = [];
   #reserving = false;
-  #timer: AbortController | undefined;
+  readonly #alarm: Alarm;
   readonly #pauseListeners: Array<(ms: number) => void> = [];
 
   constructor(options: { clock: Clock; schedule: BudgetSchedule; logger: Logger; perSecond: number }) {
@@ -84,6 +85,7 @@ export class LeasedBudget implements RateBudget {
     this.#logger = options.logger;
     this.#rate = options.perSecond;
     this.#maxLease = Math.max(1, Math.floor((options.perSecond * MAX_LEASE_MS) / 1000));
+    this.#alarm = new Alarm(options.clock, () => this.#pump());
     options.schedule.onPause((ms) => {
       this.#dropSlots();
       for (const listener of this.#pauseListeners) listener(ms);
@@ -154,7 +156,7 @@ export class LeasedBudget implements RateBudget {
 
   /** Grants what is due, reserves what is missing, and arms one wake-up for the next slot. */
   #pump(): void {
-    this.#disarm();
+    this.#alarm.disarm();
     const now = this.#clock.monotonic();
     this.#skipMissed(now);
     const queue = this.#queue;
@@ -170,7 +172,7 @@ export class LeasedBudget implements RateBudget {
     // back for more. One slot at a time would touch the row once per request (measured on the
     // fake clock: 204 reservations for 200 grants); this makes it once per `queue.length`.
     if (held < queue.length && !this.#reserving) void this.#reserve(Math.min(this.#maxLease, 2 * queue.length));
-    if (held > 0) this.#arm(this.#slots[this.#head]! - now);
+    if (held > 0) this.#alarm.arm(this.#slots[this.#head]! - now);
   }
 
   async #reserve(n: number): Promise<void> {
@@ -193,23 +195,5 @@ export class LeasedBudget implements RateBudget {
       this.#reserving = false;
     }
     this.#pump();
-  }
-
-  #arm(ms: number): void {
-    const timer = new AbortController();
-    this.#timer = timer;
-    this.#clock.sleep(ms, timer.signal).then(
-      () => {
-        if (this.#timer !== timer) return;
-        this.#timer = undefined;
-        this.#pump();
-      },
-      () => undefined,
-    );
-  }
-
-  #disarm(): void {
-    this.#timer?.abort();
-    this.#timer = undefined;
   }
 }

@@ -1,4 +1,5 @@
 import type { Clock } from '../time/clock.ts';
+import { Alarm } from './alarm.ts';
 import type { PauseGate } from './pause-gate.ts';
 import type { RateBudget } from './rate-budget.ts';
 
@@ -58,13 +59,14 @@ export class TokenBucket implements RateBudget {
   #tat = -Infinity;
   /** FIFO of callers waiting for a token; at most `concurrency` long in the engine. */
   readonly #queue: Waiter[] = [];
-  /** Cancels the single pending wake-up; undefined when none is armed. */
-  #timer: AbortController | undefined;
+  /** The single pending wake-up for the head waiter. */
+  readonly #alarm: Alarm;
   readonly #gate: PauseGate | undefined;
 
   /** `ratePerSecond` may be Infinity: every take is granted at once (outside a pause). */
   constructor(clock: Clock, ratePerSecond: number, gate?: PauseGate) {
     this.#clock = clock;
+    this.#alarm = new Alarm(clock, () => this.#drain());
     this.#gate = gate;
     this.#configure(ratePerSecond);
   }
@@ -92,7 +94,7 @@ export class TokenBucket implements RateBudget {
     if (this.#tat > now && oldInterval > 0) {
       this.#tat = now + ((this.#tat - now) / oldInterval) * this.#interval;
     }
-    this.#disarm();
+    this.#alarm.disarm();
     this.#drain();
   }
 
@@ -121,7 +123,7 @@ export class TokenBucket implements RateBudget {
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
       this.#queue.push(waiter);
-      if (this.#timer === undefined) this.#drain();
+      if (!this.#alarm.armed) this.#drain();
     });
   }
 
@@ -149,7 +151,7 @@ export class TokenBucket implements RateBudget {
     const paused = this.#gate?.active ? this.#gate.remaining() : 0;
     if (paused > 0) {
       // A pause begun or extended since this wake-up was armed: sleep on to its end.
-      this.#arm(paused);
+      this.#alarm.arm(paused);
       return;
     }
     if (this.#rate === Infinity) {
@@ -161,29 +163,7 @@ export class TokenBucket implements RateBudget {
       this.#grant(now);
       this.#release(queue.shift()!);
     }
-    if (queue.length > 0) this.#arm(this.#tat - this.#tolerance - now);
-  }
-
-  #arm(ms: number): void {
-    const timer = new AbortController();
-    this.#timer = timer;
-    this.#clock.sleep(ms, timer.signal).then(
-      () => {
-        if (this.#timer !== timer) return;
-        this.#timer = undefined;
-        this.#drain();
-      },
-      () => {
-        // Disarmed by setRate or by the last waiter leaving; whoever disarmed re-plans.
-      },
-    );
-  }
-
-  #disarm(): void {
-    const timer = this.#timer;
-    if (timer === undefined) return;
-    this.#timer = undefined;
-    timer.abort();
+    if (queue.length > 0) this.#alarm.arm(this.#tat - this.#tolerance - now);
   }
 
   #release(waiter: Waiter): void {
@@ -196,7 +176,7 @@ export class TokenBucket implements RateBudget {
     if (at >= 0) this.#queue.splice(at, 1);
     // The slot it would have had is not handed back: aborting is how a run stops, not a
     // steady-state event, and handing slots back would complicate the FIFO for no gain.
-    if (this.#queue.length === 0) this.#disarm();
+    if (this.#queue.length === 0) this.#alarm.disarm();
     waiter.reject(waiter.signal?.reason);
   }
 }
