@@ -32,7 +32,9 @@ const rateNow = (limit: string, step: string): string =>
 /** The schedule of one destination, for delivery/leased-budget.ts. */
 export async function sharedSchedule(db: Db, pacing: SharedPacing) {
   const { key } = pacing;
-  await db.query(`insert into convey.rate_budgets (key, tat) values ($1, clock_timestamp()) on conflict (key) do nothing`, [key]);
+  // Made again whenever it is missing: the table is UNLOGGED, so a server crash empties it.
+  const ensure = (): Promise<unknown> => db.query(`insert into convey.rate_budgets (key, tat) values ($1, clock_timestamp()) on conflict (key) do nothing`, [key]);
+  await ensure();
   const listeners: Array<(ms: number) => void> = [];
   await db.listen(PAUSE_CHANNEL, (payload) => {
     const message = JSON.parse(payload) as { key: string; ms: number };
@@ -52,7 +54,10 @@ export async function sharedSchedule(db: Db, pacing: SharedPacing) {
         [key, n, pacing.perSecond, pacing.increaseFraction],
       );
       const row = rows[0];
-      if (!row) throw new Error(`the rate budget row for ${key} is missing`);
+      if (!row) {
+        await ensure();
+        throw new Error(`the rate budget row for ${key} was missing (made again)`);
+      }
       const slotMs = 1000 / Number(row.rate);
       return { waitMs: Number(row.end_ms) - n * slotMs, slotMs };
     },
