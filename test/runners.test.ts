@@ -188,15 +188,21 @@ if (usingPostgres) {
 
   test.serial('a runner frozen (SIGSTOP) keeps its chunk while the others finish theirs; status shows it in progress; resumed (SIGCONT) it finishes the backfill', async (t) => {
     const project = await projectWithRows(t, hourlyRows());
-    await withReceiver({ protocol: 'events', faults: { delayMs: 30 } }, async (receiver) => {
+    await withReceiver({ protocol: 'events', faults: { delayMs: 60 } }, async (receiver) => {
       project.writeJob('orders', CONVERSIONS_SQL, backfillJob(receiver.url));
       t.is((await project.cli(['migrate'])).code, 0);
       const runners = startRunners(project, 3, BACKFILL);
+      const holds = async (): Promise<boolean> =>
+        (await project.db.stateSql(`select 1 from convey.backfill_takes t join convey.runs r on r.id = t.run_id where r.host = 'runner-1'`)).rows.length > 0;
+      // Frozen while it holds a chunk: checked again once frozen (a commit it had sent still lands).
       await waitFor(async () => {
-        const { rows } = await project.db.stateSql(`select 1 from convey.backfill_takes t join convey.runs r on r.id = t.run_id where r.host = 'runner-1'`);
-        return rows.length && (await chunksDone(project)) >= 4 ? true : undefined;
-      }, 'runner-1 to hold a chunk', 60_000);
-      runners[0]!.child.kill('SIGSTOP');
+        if (!(await holds()) || (await chunksDone(project)) < 4) return undefined;
+        runners[0]!.child.kill('SIGSTOP');
+        await new Promise((r) => setTimeout(r, 300));
+        if (await holds()) return true;
+        runners[0]!.child.kill('SIGCONT');
+        return undefined;
+      }, 'runner-1 to be frozen holding a chunk', 60_000);
       t.teardown(() => void runners[0]!.child.kill('SIGCONT'));
       const codes = await Promise.all(runners.slice(1).map((r) => r.exited));
       t.deepEqual(codes, [0, 0], runners.map((r) => r.stderr()).join('\n'));
