@@ -205,7 +205,7 @@ if (usingPostgres) {
       await waitFor(async () => {
         const { rows: live } = await project.db.stateSql(`select count(distinct b.run_id)::int as n from convey.batches b`);
         return receiver.stats().acceptedRequests >= 200 && (live[0] as { n: number }).n >= 2 ? true : undefined;
-      }, 'the runners to be sending', 60_000);
+      }, 'the runners to be sending');
       receiver.setFaults({ script: [{ status: 429, retryAfter: '2' }] });
       const codes = await Promise.all(started.map((r) => r.exited));
       t.deepEqual(codes, [0, 0, 0, 0], started.map((r) => r.stderr()).join('\n'));

@@ -132,7 +132,7 @@ if (usingPostgres) {
       project.writeJob('orders', CONVERSIONS_SQL, backfillJob(receiver.url));
       t.is((await project.cli(['migrate'])).code, 0);
       const runners = startRunners(project, 4, BACKFILL);
-      await waitFor(async () => ((await chunksDone(project)) >= HOURS * 0.3 ? true : undefined), '30% of the chunks', 60_000);
+      await waitFor(async () => ((await chunksDone(project)) >= HOURS * 0.3 ? true : undefined), '30% of the chunks');
       runners[0]!.child.kill('SIGKILL');
       t.is(await runners[0]!.exited, null);
       // What the killed runner had claimed and not recorded: the only conversions that may arrive twice.
@@ -159,7 +159,7 @@ if (usingPostgres) {
     const env = (i: number): NodeJS.ProcessEnv => ({ CONVEY_STATE_URL: relays[i - 1]!.through(project.db.stateUrl!), CONVEY_TEST_ENDPOINT: receivers[i - 1]!.url });
     const runners = startRunners(project, 3, BACKFILL, env);
 
-    await waitFor(async () => ((await chunksDone(project)) >= HOURS * 0.2 && receivers[0]!.stats().acceptedRequests > 0 ? true : undefined), 'a fifth of the chunks', 60_000);
+    await waitFor(async () => ((await chunksDone(project)) >= HOURS * 0.2 && receivers[0]!.stats().acceptedRequests > 0 ? true : undefined), 'a fifth of the chunks');
     const cutAt = Date.now();
     // The server notices the silence 15 s in (convey asks for about 35 s; sooner tests the margin).
     relays[0]!.cut({ serverNoticesAfterMs: 15_000 });
@@ -202,7 +202,7 @@ if (usingPostgres) {
         if (await holds()) return true;
         runners[0]!.child.kill('SIGCONT');
         return undefined;
-      }, 'runner-1 to be frozen holding a chunk', 60_000);
+      }, 'runner-1 to be frozen holding a chunk');
       t.teardown(() => void runners[0]!.child.kill('SIGCONT'));
       const codes = await Promise.all(runners.slice(1).map((r) => r.exited));
       t.deepEqual(codes, [0, 0], runners.map((r) => r.stderr()).join('\n'));
