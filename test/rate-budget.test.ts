@@ -5,6 +5,7 @@ import { waitFor, type TestProject } from './helpers/project.ts';
 import type { Receiver } from '../src/receiver/server.ts';
 import { LeasedBudget, type BudgetSchedule } from '../src/delivery/leased-budget.ts';
 import type { RateBudget } from '../src/delivery/rate-budget.ts';
+import { PauseGate } from '../src/delivery/pause-gate.ts';
 import { TokenBucket } from '../src/delivery/token-bucket.ts';
 import { createLogger, silentLogger } from '../src/log.ts';
 import { FakeClock } from '../src/time/clock.ts';
@@ -128,19 +129,19 @@ test('leased budget: a runner that falls behind drops the slots it missed instea
   t.true(grants[0]!.length < grants[1]!.length, `the late runner lost its missed slots: ${grants[0]!.length} grants against ${grants[1]!.length}`);
 });
 
-test('leased budget: a pause asked by one runner holds every runner, and the schedule resumes after it', async (t) => {
+test('leased budget: a pause asked by one runner holds every runner, requests already waiting included, and the schedule resumes after it', async (t) => {
   const clock = new FakeClock();
   const schedule = memorySchedule(clock, 100);
-  const paused: number[] = [];
-  const a = new LeasedBudget({ clock, schedule, logger: silentLogger, perSecond: 100 });
-  const b = new LeasedBudget({ clock, schedule, logger: silentLogger, perSecond: 100 });
-  b.onPause((ms) => paused.push(ms));
-  const grants = [demand(clock, a, 4, 3000), demand(clock, b, 4, 3000)];
+  const gates = [new PauseGate(clock), new PauseGate(clock)];
+  const [a, b] = gates.map((gate) => new LeasedBudget({ clock, schedule, logger: silentLogger, perSecond: 100, gate }));
+  const grants = [demand(clock, a!, 4, 3000), demand(clock, b!, 4, 3000)];
   await run(clock, 500);
-  a.paused(1000);
+  // What the engine does on a Retry-After: its own gate first, then the budget tells the others.
+  gates[0]!.pauseFor(1000);
+  a!.paused(1000);
   const at = clock.monotonic();
+  t.true(gates[1]!.remaining() > 990, 'the other runner\'s gate holds it too');
   await run(clock, 2600);
-  t.deepEqual(paused, [1000], 'the other runner was told');
   const during = grants.flat().filter((g) => g > at && g < at + 1000);
   t.deepEqual(during, []);
   t.true(grants.flat().some((g) => g >= at + 1000), 'sending resumed');

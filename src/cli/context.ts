@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { DECREASE_FACTOR, DECREASE_WINDOW_MS, FLOOR_FRACTION, FLOOR_MIN_PER_SECOND, INCREASE_FRACTION } from '../delivery/adaptive-rate.ts';
 import { HEADROOM, LeasedBudget } from '../delivery/leased-budget.ts';
+import type { PauseGate } from '../delivery/pause-gate.ts';
 import { sharedSchedule } from '../state/sql/rate-budgets.ts';
 import { migrations } from '../../migrations/index.ts';
 import { pendingMigrations } from '../state/migrate.ts';
@@ -90,22 +91,18 @@ export async function createTransport(io: CliIO, job: JobConfig, resolved: Resol
   if (resolved.output.kind === 'file') return ndjsonTransport(resolved.output.path === '-' ? io.stdout : resolved.output.path);
   const logger = io.logger.child({ job: job.name });
   const perSecond = job.rateLimit.perSecond;
-  const budget =
+  const schedule =
     store.db.concurrent && perSecond !== undefined
-      ? new LeasedBudget({
-          clock: systemClock,
-          logger,
-          perSecond,
-          schedule: await sharedSchedule(store.db, {
-            key: resolved.destination.key,
-            perSecond: perSecond * (1 - HEADROOM),
-            decreaseFactor: DECREASE_FACTOR,
-            increaseFraction: INCREASE_FRACTION,
-            floor: Math.max(FLOOR_MIN_PER_SECOND, perSecond * FLOOR_FRACTION),
-            decreaseWindowMs: DECREASE_WINDOW_MS,
-          }),
+      ? await sharedSchedule(store.db, {
+          key: resolved.destination.key,
+          perSecond: perSecond * (1 - HEADROOM),
+          decreaseFactor: DECREASE_FACTOR,
+          increaseFraction: INCREASE_FRACTION,
+          floor: Math.max(FLOOR_MIN_PER_SECOND, perSecond * FLOOR_FRACTION),
+          decreaseWindowMs: DECREASE_WINDOW_MS,
         })
       : undefined;
+  const budget = schedule && perSecond !== undefined ? (gate: PauseGate) => new LeasedBudget({ clock: systemClock, logger, perSecond, gate, schedule }) : undefined;
   const engine = createDeliveryEngine({
     clock: systemClock,
     logger,

@@ -54,10 +54,11 @@ export interface DeliveryOptions {
   retry?: Partial<RetryOptions>;
   timeouts?: Partial<HttpTimeouts>;
   /**
-   * What paces requests at `rateLimit.perSecond`: by default a token bucket of this engine's own;
-   * a budget shared with other runners when the state store is PostgreSQL (rate-budget.ts).
+   * What paces requests at `rateLimit.perSecond`, given the engine's pause gate: by default a token
+   * bucket of this engine's own; a budget shared with other runners when the state store is
+   * PostgreSQL (rate-budget.ts).
    */
-  budget?: RateBudget;
+  budget?: (gate: PauseGate) => RateBudget;
   /** AIMD on 429 (adaptive-rate.ts). Default true. */
   adaptive?: boolean;
   /** Graceful stop; see above. */
@@ -185,9 +186,8 @@ export class DeliveryEngine {
     signal?.addEventListener('abort', () => this.#slots.stop(), { once: true });
     this.#gate = new PauseGate(clock);
     this.#configuredRate = perSecond ?? Infinity;
-    this.#bucket = options.budget ?? new TokenBucket(clock, this.#configuredRate, this.#gate);
-    // Another runner was told to wait: so is this one.
-    this.#bucket.onPause?.((ms) => this.#gate.pauseFor(ms));
+    // Either way the budget enforces this engine's pause gate, the last wait before a request leaves.
+    this.#bucket = options.budget?.(this.#gate) ?? new TokenBucket(clock, this.#configuredRate, this.#gate);
     this.#adaptive =
       options.adaptive === false
         ? undefined

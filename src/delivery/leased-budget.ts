@@ -1,6 +1,7 @@
 import type { Logger } from '../log.ts';
 import type { Clock } from '../time/clock.ts';
 import { Alarm } from './alarm.ts';
+import type { PauseGate } from './pause-gate.ts';
 import type { RateBudget } from './rate-budget.ts';
 
 /**
@@ -83,18 +84,21 @@ export class LeasedBudget implements RateBudget {
   #reserving = false;
   #failing = false;
   readonly #alarm: Alarm;
-  readonly #pauseListeners: Array<(ms: number) => void> = [];
+  readonly #gate: PauseGate | undefined;
 
-  constructor(options: { clock: Clock; schedule: BudgetSchedule; logger: Logger; perSecond: number }) {
+  constructor(options: { clock: Clock; schedule: BudgetSchedule; logger: Logger; perSecond: number; gate?: PauseGate }) {
+    this.#gate = options.gate;
     this.#clock = options.clock;
     this.#schedule = options.schedule;
     this.#logger = options.logger;
     this.#rate = options.perSecond;
     this.#maxLease = Math.max(1, Math.floor((options.perSecond * MAX_LEASE_MS) / 1000));
     this.#alarm = new Alarm(options.clock, () => this.#pump());
+    // Another runner was told to wait (or this one, echoed back): so is this engine.
     options.schedule.onPause((ms) => {
       this.#dropSlots();
-      for (const listener of this.#pauseListeners) listener(ms);
+      this.#gate?.pauseFor(ms);
+      this.#pump();
     });
   }
 
@@ -104,6 +108,7 @@ export class LeasedBudget implements RateBudget {
 
   tryTake(): boolean {
     if (this.#queue.length > 0) return false;
+    if (this.#gate?.active && this.#gate.remaining() > 0) return false;
     const now = this.#clock.monotonic();
     this.#skipMissed(now);
     if (this.#head < this.#slots.length && this.#slots[this.#head]! <= now) {
@@ -142,10 +147,6 @@ export class LeasedBudget implements RateBudget {
     this.#schedule.pause(ms).catch((error: unknown) => this.#logger.warn('could not tell the other runners to pause', { error: String(error) }));
   }
 
-  onPause(listener: (ms: number) => void): void {
-    this.#pauseListeners.push(listener);
-  }
-
   #skipMissed(now: number): void {
     while (this.#head < this.#slots.length && this.#slots[this.#head]! < now - FORGIVE_MS) this.#head++;
     if (this.#head > 64 && this.#head * 2 > this.#slots.length) {
@@ -163,6 +164,12 @@ export class LeasedBudget implements RateBudget {
   /** Grants what is due, reserves what is missing, and arms one wake-up for the next slot. */
   #pump(): void {
     this.#alarm.disarm();
+    const paused = this.#gate?.active ? this.#gate.remaining() : 0;
+    if (paused > 0 && this.#queue.length > 0) {
+      // Slots that fall inside the pause are dropped when it ends (too late by then).
+      this.#alarm.arm(paused);
+      return;
+    }
     const now = this.#clock.monotonic();
     this.#skipMissed(now);
     const queue = this.#queue;

@@ -4,6 +4,10 @@
  * a budget shared by every runner sending to the destination (leased-budget.ts), so that
  * `rateLimit.perSecond` holds for the destination account, not per process.
  */
+/**
+ * Every implementation grants nothing while the engine's pause gate (pause-gate.ts) is in force:
+ * it is the last wait before a request leaves, so a pause holds requests already waiting too.
+ */
 export interface RateBudget {
   /** Requests per second now (Infinity: unlimited). */
   readonly rate: number;
@@ -13,8 +17,9 @@ export interface RateBudget {
   take(signal?: AbortSignal): Promise<void>;
   /** The adaptive rate (adaptive-rate.ts) changed it: lowered by 429s, or recovering. */
   setRate(ratePerSecond: number, reason?: 'throttled' | 'recovering'): void;
-  /** The endpoint told this process to wait (Retry-After): a shared budget tells every runner. */
+  /**
+   * The endpoint told this process to wait (Retry-After; the engine's pause gate already holds
+   * it): a shared budget tells every runner, whose budgets pause their own gates.
+   */
   paused?(ms: number): void;
-  /** Calls `listener` when another runner was told to wait, for this engine's pause gate. */
-  onPause?(listener: (ms: number) => void): void;
 }
