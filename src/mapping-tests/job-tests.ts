@@ -3,7 +3,7 @@ import type { JobConfig, Project } from '../config/project.ts';
 import type { Destination } from '../destinations/destination.ts';
 import { ConveyError } from '../errors.ts';
 import { systemClock } from '../time/clock.ts';
-import { reviewEngine, type FixtureSession } from '../source/review.ts';
+import { loadReviewEngine, type FixtureSession } from '../source/review.ts';
 import { runMappingTests, type TestOutcome } from './run-tests.ts';
 import type { MappingTest, TestsFile } from './tests-file.ts';
 
@@ -27,17 +27,19 @@ export async function runJobTests(
   tests: TestsFile,
   options: { onSource?: boolean; only?: (test: MappingTest) => boolean } = {},
 ): Promise<TestsRun> {
-  const engine = reviewEngine(job.source);
+  const engine = await loadReviewEngine(job.source);
   let session: FixtureSession;
-  if (options.onSource) {
+  const onSource = options.onSource || !engine.embedded;
+  if (onSource) {
     const opened = engine.onSource(job.source);
     if (!opened) throw new ConveyError('USAGE', `--on-source: source "${job.source.name}" cannot hold fixture tables in a transaction that is rolled back`, { hint: 'Run the tests on the embedded engine (without --on-source).' });
     session = await opened;
-  } else session = await engine.embedded({ cacheDir: project.env.CONVEY_CACHE_DIR || join(project.dir, '.convey', 'cache') });
+  } else session = await engine.embedded!({ cacheDir: project.env.CONVEY_CACHE_DIR || join(project.dir, '.convey', 'cache'), projectDir: project.dir });
   try {
     const outcomes = await runMappingTests(session, engine, job, destination, tests, systemClock, options.only);
     const failed = outcomes.filter((o) => !o.passed).length;
-    return { file: tests.file, engine: options.onSource ? `source "${job.source.name}" (temporary tables, rolled back)` : engine.embeddedLabel, outcomes, passed: outcomes.length - failed, failed };
+    const where = !engine.embedded ? `source "${job.source.name}" (temporary tables, dropped; ${engine.embeddedLabel} has no embedded engine)` : onSource ? `source "${job.source.name}" (temporary tables, rolled back)` : engine.embeddedLabel;
+    return { file: tests.file, engine: where, outcomes, passed: outcomes.length - failed, failed };
   } finally {
     await session.close();
   }

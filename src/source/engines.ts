@@ -1,5 +1,6 @@
 import type { SourceConfig } from '../config/project.ts';
 import type { Driver, ErrorKind } from './driver.ts';
+import type { ReviewEngine } from './review.ts';
 
 /** What an engine's folder exports: how to open it, and how to read its errors before it is open. */
 export interface Engine {
@@ -22,10 +23,15 @@ export interface OpenContext {
 /**
  * One line per engine. Each is imported only when a job reads from it: DuckDB's binary alone is
  * 70 MB, and a jobs repository installs only the driver packages it uses (`package` says which).
+ * `review` is what `convey test` and `convey new` need of it (source/review.ts).
  */
-export const ENGINES: Record<SourceConfig['client'], { package?: string; load(): Promise<Engine> }> = {
-  pg: { load: async () => (await import('./postgres/index.ts')).postgresEngine },
-  pglite: { load: async () => (await import('./pglite/index.ts')).pgliteEngine },
-  duckdb: { package: '@duckdb/node-api', load: async () => (await import('./duckdb/index.ts')).duckdbEngine },
-  mysql: { package: 'mysql2', load: async () => (await import('./mysql/index.ts')).mysqlEngine },
+export const ENGINES: Record<SourceConfig['client'], { package?: string; load(): Promise<Engine>; review(): Promise<ReviewEngine> }> = {
+  pg: { load: async () => (await import('./postgres/index.ts')).postgresEngine, review: async () => (await import('./postgres/review.ts')).postgresReview },
+  pglite: { load: async () => (await import('./pglite/index.ts')).pgliteEngine, review: async () => (await import('./postgres/review.ts')).postgresReview },
+  duckdb: {
+    package: '@duckdb/node-api',
+    load: async () => (await import('./duckdb/index.ts')).duckdbEngine,
+    review: async () => (await import('./duckdb/review.ts')).duckdbReview,
+  },
+  mysql: { package: 'mysql2', load: async () => (await import('./mysql/index.ts')).mysqlEngine, review: async () => (await import('./mysql/review.ts')).mysqlReview },
 };

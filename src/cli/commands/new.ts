@@ -11,7 +11,7 @@ import { parseTests, testsFileOf, writeTestsFile } from '../../mapping-tests/tes
 import { packageRoot } from '../../package-root.ts';
 import { guessMapping, mappingSql, type MappingGuess } from '../../scaffold/guess-mapping.ts';
 import { openSource } from '../../source/open.ts';
-import { reviewEngine } from '../../source/review.ts';
+import { loadReviewEngine } from '../../source/review.ts';
 import { addMicros, fromEpochMillis } from '../../time/instant.ts';
 import { projectFrom, withProjectOption, withStateReadOnly, type CommonFlags } from '../context.ts';
 import type { CliIO } from '../io.ts';
@@ -50,7 +50,7 @@ export function newCommand(io: CliIO): Command {
     }
     if (flags.destination === 'classic' && !flags.projectId) throw new ConveyError('USAGE', 'a classic job needs --project-id', { hint: `e.g. convey new ${name} --from ${flags.from} --destination classic --project-id 1234567` });
     const sourceConfig = resolveSource(project, flags.source, '--source');
-    const engine = reviewEngine(sourceConfig);
+    const engine = await loadReviewEngine(sourceConfig);
     const out: string[] = [`convey new ${name} --from ${flags.from}`];
     const source = await openSource(sourceConfig, { command: `convey new ${name}` });
     try {

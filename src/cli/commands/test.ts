@@ -4,7 +4,7 @@ import { formatTests, runJobTests } from '../../mapping-tests/job-tests.ts';
 import { withRecorded } from '../../mapping-tests/run-tests.ts';
 import { sampleTest } from '../../mapping-tests/sample.ts';
 import { loadTestsFile, parseTests, testsFileOf, writeTestsFile } from '../../mapping-tests/tests-file.ts';
-import { reviewEngine } from '../../source/review.ts';
+import { loadReviewEngine } from '../../source/review.ts';
 import { join } from 'node:path';
 import { nonNegativeInteger, projectFrom, resolveJob, withProjectOption, withSource, type CommonFlags } from '../context.ts';
 import { ExitCode } from '../exit-codes.ts';
@@ -37,7 +37,7 @@ export function testCommand(io: CliIO): Command {
       const tables = flags.table.length ? flags.table : tests ? [...tests.tables.keys()] : [];
       if (!tables.length) throw new ConveyError('USAGE', `--sample needs the tables to read: name them with --table, or declare them in ${testsFileOf(name)}`, { hint: `e.g. convey test ${name} --sample 20 --table analytics.orders` });
       const testName = `sample of ${flags.sample} rows (${new Date().toISOString().slice(0, 10)})`;
-      const document = await withSource(job, `convey test ${name} --sample`, (source) => sampleTest(source, reviewEngine(job.source), tables, flags.sample!, tests?.document, testName));
+      const document = await withSource(job, `convey test ${name} --sample`, async (source) => sampleTest(source, await loadReviewEngine(job.source), tables, flags.sample!, tests?.document, testName));
       const path = join(project.dir, testsFileOf(name));
       tests = parseTests(testsFileOf(name), path, document);
       writeTestsFile(tests, document);

@@ -16,15 +16,23 @@ export const duckdbEngine: Engine = {
     if (config.path && !existsSync(config.path)) {
       throw Object.assign(new Error(`the DuckDB database ${config.path} does not exist`), { code: 'ENOENT' });
     }
-    const instance = await DuckDBInstance.create(config.path ?? ':memory:', config.path ? { access_mode: 'READ_ONLY' } : {});
-    const connection = await instance.connect();
-    // Timestamps without a zone (Parquet files often have them) are then read as UTC.
-    await connection.run(`SET TimeZone = 'UTC'`);
-    await connection.run(`SET file_search_path = $1`, [config.projectDir]);
-    return duckdbDriver(instance, connection, config.statementTimeoutMs, config.projectDir);
+    return openDuckdb(config);
   },
   classify: classifyDuckdbError,
 };
+
+/**
+ * A DuckDB database file (read-only: convey never writes to a source), or with no path a new
+ * in-memory database (files queried in place; `convey test`'s fixtures).
+ */
+export async function openDuckdb(options: { path?: string; projectDir: string; statementTimeoutMs?: number }): Promise<Driver> {
+  const instance = await DuckDBInstance.create(options.path ?? ':memory:', options.path ? { access_mode: 'READ_ONLY' } : {});
+  const connection = await instance.connect();
+  // Timestamps without a zone (Parquet files often have them) are then read as UTC.
+  await connection.run(`SET TimeZone = 'UTC'`);
+  await connection.run(`SET file_search_path = $1`, [options.projectDir]);
+  return duckdbDriver(instance, connection, options.statementTimeoutMs, options.projectDir);
+}
 
 function duckdbDriver(instance: DuckDBInstance, connection: DuckDBConnection, statementTimeoutMs: number | undefined, projectDir: string): Driver {
   /** DuckDB has no statement timeout of its own: a timer interrupts the connection. */

@@ -11,7 +11,7 @@ import { mysqlDialect } from './dialect.ts';
  * experiment ids, reordered) and BIGINT beyond 2^53 loses digits. All three arrive as text here.
  */
 export const mysqlEngine: Engine = {
-  async open(config) {
+  async open(config, context) {
     if (config.client !== 'mysql') throw new Error(`mysql engine given a ${config.client} source`);
     const options: PoolOptions = {
       ...(typeof config.connection === 'string' ? { uri: config.connection } : (config.connection as PoolOptions)),
@@ -21,10 +21,10 @@ export const mysqlEngine: Engine = {
       jsonStrings: true,
       decimalNumbers: false,
       // One connection reads the window; a second one can stop it (KILL QUERY).
-      connectionLimit: Math.max(2, config.poolMax ?? 2),
+      connectionLimit: context.session ? 1 : Math.max(2, config.poolMax ?? 2),
     };
     const pool = mysql.createPool(options);
-    const driver = mysqlDriver(pool, config.statementTimeoutMs);
+    const driver = mysqlDriver(pool, config.statementTimeoutMs, !context.session);
     // Connect now, so a wrong address or password is reported as such before anything else.
     await driver.execute('select 1', []).catch(async (error: unknown) => {
       await driver.close();
@@ -37,7 +37,7 @@ export const mysqlEngine: Engine = {
 
 type Connection = PoolConnection & { conveyReady?: boolean };
 
-function mysqlDriver(pool: Pool, statementTimeoutMs: number | undefined): Driver {
+function mysqlDriver(pool: Pool, statementTimeoutMs: number | undefined, cancellable: boolean): Driver {
   let flavour: 'mariadb' | 'mysql' | undefined;
   const query = (connection: Connection, sql: string, values: unknown[] = []): Promise<{ rows: SourceRow[]; columns: string[] }> =>
     new Promise((resolve, reject) => {
@@ -65,8 +65,9 @@ function mysqlDriver(pool: Pool, statementTimeoutMs: number | undefined): Driver
     connection.conveyReady = true;
     return connection;
   };
+  // From a second connection; a session (one connection) has none to spare.
   const kill = (threadId: number): void => {
-    pool.query('kill query ?', [threadId], () => undefined);
+    if (cancellable) pool.query('kill query ?', [threadId], () => undefined);
   };
   const run = async (text: string, values: unknown[]): Promise<{ rows: SourceRow[]; columns: string[] }> => {
     const connection = await acquire();
@@ -79,7 +80,7 @@ function mysqlDriver(pool: Pool, statementTimeoutMs: number | undefined): Driver
 
   return {
     dialect: mysqlDialect,
-    capabilities: { location: 'server', cancel: true },
+    capabilities: { location: 'server', cancel: cancellable },
     columns: async (text, values) => (await run(text, values)).columns,
     execute: run,
     async *stream(text, values, { fetchRows, signal }) {
