@@ -19,15 +19,14 @@ const CONCURRENCY = 32;
 export async function run() {
   progress(`classic: seeding ${fmt(ROWS)} rows`);
   return withSeededProject(ROWS, async (project, seeded) => {
+    // Alternating, so a change in the machine's load between runs touches both alike.
     const convey = [];
-    for (let i = 0; i < RUNS; i++) {
-      progress(`classic: convey run ${i + 1}/${RUNS}`);
-      const { wallMs, summary } = await measuredRun(project, { protocol: 'classic', settings: { concurrency: CONCURRENCY }, expected: ROWS });
-      convey.push({ wallMs, durationMs: summary.durationMs });
-    }
-
     const bare = [];
     for (let i = 0; i < RUNS; i++) {
+      progress(`classic: convey run ${i + 1}/${RUNS}`);
+      const { wallMs, summary, cpuSeconds } = await measuredRun(project, { protocol: 'classic', settings: { concurrency: CONCURRENCY }, expected: ROWS, runOptions: { measureRss: true } });
+      convey.push({ wallMs, durationMs: summary.durationMs, cpuSeconds });
+
       const receiver = await startReceiver('classic');
       progress(`classic: bare undici Pool ${i + 1}/${RUNS}`);
       const result = await bareClient(receiver.origin, ROWS, CONCURRENCY);
@@ -54,6 +53,7 @@ export async function run() {
         { name: 'bare undici Pool: requests/s', value: fmt(bareRate) },
         { name: 'ratio convey (wall) / bare client', value: fmt(ratio, 2), target: '≥ 0.5', ok: ratio >= 0.5 },
         { name: 'ratio convey (durationMs) / bare client', value: fmt(conveyRunRate / bareRate, 2) },
+        { name: 'convey: CPU µs per conversion (user + system)', value: fmt((median(convey.map((r) => r.cpuSeconds ?? NaN)) / ROWS) * 1e6, 1) },
       ],
       notes: [
         `runs (wall s): convey ${convey.map((r) => round(r.wallMs / 1000, 2)).join(', ')}; durationMs ${convey.map((r) => round(r.durationMs / 1000, 2)).join(', ')}; bare ${bare.map((r) => round(r.ms / 1000, 2)).join(', ')}`,

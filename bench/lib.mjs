@@ -114,8 +114,12 @@ export const JOB_SQL = `select id as conversion_id, at as occurred_at, visitor a
  where at >= :window_start and at < :window_end
 `;
 
-/** Job settings with the benchmarks' defaults: no settle, no lookback, no rate limit unless given. */
-export function jobSettings({ destination, concurrency = 32, perSecond, batchSize = 500, pageSize = 5000 }) {
+/**
+ * Job settings with the benchmarks' defaults: no settle, no lookback, no rate limit unless given.
+ * `defaults: true`: the job as a user writes it first, everything else at convey's own defaults.
+ */
+export function jobSettings({ destination, defaults = false, concurrency = 32, perSecond, batchSize = 500, pageSize = 5000 }) {
+  if (defaults) return { source: 'warehouse', destination, start: '2026-01-01T00:00:00Z' };
   return {
     source: 'warehouse',
     destination,
@@ -214,26 +218,36 @@ export const haveGnuTime = existsSync(TIME_BIN);
 
 /**
  * Runs the built CLI as its own process: `args` after `node bin/convey.js`. Returns the exit code,
- * output, process wall time, and with `measureRss` the peak RSS in MB (GNU time -v when present,
- * otherwise a `node -e` wrapper that calls main() and reports process.resourceUsage().maxRSS).
- * `nodeArgs` go to node itself (e.g. --cpu-prof).
+ * output, process wall time, and with `measureRss` the peak RSS in MB and the CPU seconds (user +
+ * system) of the process. `nodeArgs` go to node itself (e.g. --cpu-prof).
  */
-export async function runCli(args, { env, cwd = repoRoot, measureRss = false, nodeArgs = [] } = {}) {
+export function runCli(args, options = {}) {
+  return runNode(CLI, args, options);
+}
+
+/**
+ * Measures the process it is loaded into (`node --import`) when GNU time is missing: at exit, its
+ * peak RSS and CPU seconds on stderr, in GNU time's words so one parser reads both.
+ */
+const SELF_MEASURE = `data:text/javascript,${encodeURIComponent(
+  "process.on('exit', () => { const u = process.resourceUsage();" +
+    " process.stderr.write('\\n\\tUser time (seconds): ' + u.userCPUTime / 1e6 + '\\n\\tSystem time (seconds): ' + u.systemCPUTime / 1e6 +" +
+    " '\\n\\tMaximum resident set size (kbytes): ' + u.maxRSS + '\\n'); });",
+)}`;
+
+/**
+ * Runs `node [nodeArgs] <script> [args]` as its own process (convey, or a peer such as the SDK
+ * script), with the same measures as runCli: wall time from spawn to exit, and with `measureRss`
+ * peak RSS and CPU seconds (GNU time -v when present, otherwise the process reports its own).
+ */
+export async function runNode(script, args, { env, cwd = repoRoot, measureRss = false, nodeArgs = [] } = {}) {
   let command = process.execPath;
-  let argv;
-  if (measureRss && !haveGnuTime) {
-    const wrapper =
-      `const { main } = await import(${JSON.stringify(pathToFileURL(MAIN_JS).href)});` +
-      `const code = await main(process.argv.slice(1));` +
-      `process.stderr.write('\\nconvey-bench maxRSS ' + process.resourceUsage().maxRSS + '\\n');` +
-      `process.exit(code);`;
-    argv = [...nodeArgs, '--input-type=module', '-e', wrapper, ...args];
-  } else {
-    argv = [...nodeArgs, CLI, ...args];
-    if (measureRss) {
-      argv = ['-v', command, ...argv];
-      command = TIME_BIN;
-    }
+  let argv = [...nodeArgs, script, ...args];
+  if (measureRss && haveGnuTime) {
+    argv = ['-v', command, ...argv];
+    command = TIME_BIN;
+  } else if (measureRss) {
+    argv = ['--import', SELF_MEASURE, ...argv];
   }
   const started = performance.now();
   const child = spawn(command, argv, { cwd, env: { ...env, CONVEY_LOG_LEVEL: env?.CONVEY_LOG_LEVEL ?? 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -249,10 +263,8 @@ export async function runCli(args, { env, cwd = repoRoot, measureRss = false, no
     const user = /User time \(seconds\): ([\d.]+)/.exec(stderr);
     const sys = /System time \(seconds\): ([\d.]+)/.exec(stderr);
     if (user && sys) cpuSeconds = Number(user[1]) + Number(sys[1]);
-    const gnu = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
-    const own = /convey-bench maxRSS (\d+)/.exec(stderr);
-    if (gnu) maxRssMb = Number(gnu[1]) / 1024;
-    else if (own) maxRssMb = Number(own[1]) / 1024;
+    const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
+    if (rss) maxRssMb = Number(rss[1]) / 1024;
   }
   return {
     code,
@@ -314,18 +326,37 @@ export async function withSeededProject(rows, use, seedOptions = {}) {
 export async function measuredRun(project, { protocol, settings, expected, runOptions = {} }) {
   await resetState(dbUrl(STATE_DB));
   const receiver = await startReceiver(protocol);
+  const cpu = measureCpu(receiver);
   let result;
   try {
     const destination = protocol === 'events' ? eventsDestination(receiver) : classicDestination(receiver);
     project.writeJob(jobSettings({ destination, ...settings }));
     result = await runJob(project, runOptions);
   } catch (error) {
+    await cpu.stop().catch(() => undefined);
     await receiver.stop().catch(() => undefined);
     throw error;
   }
+  const others = await cpu.stop();
   const stats = await receiver.stop();
   assertReceived(stats, expected, 'convey');
-  return { ...result, stats };
+  return { ...result, stats, ...others };
+}
+
+/**
+ * While a program runs against `receiver`: the CPU seconds the receiver and the benchmark
+ * databases' PostgreSQL backends use (the other half of the two cores). `stop()` before the
+ * receiver stops.
+ */
+export function measureCpu(receiver) {
+  const backends = sampleBackends([SOURCE_DB, STATE_DB]);
+  const receiverBefore = cpuSnapshot([receiver.pid]).byPid[receiver.pid] ?? 0;
+  return {
+    async stop() {
+      const receiverCpu = (cpuSnapshot([receiver.pid]).byPid[receiver.pid] ?? 0) - receiverBefore;
+      return { receiverCpu, postgresCpu: await backends.stop() };
+    },
+  };
 }
 
 /** The receiver saw exactly `expected` conversions, all in valid requests. */
@@ -400,4 +431,49 @@ export function cpuSnapshot(pids = []) {
   const byPid = {};
   for (const pid of pids) byPid[pid] = read(pid)?.own;
   return { postgres, byPid, at: performance.now() };
+}
+
+/**
+ * CPU seconds of the PostgreSQL backends connected to `databases` while a run goes on (the source
+ * read, the ledger's claims and records), sampled from /proc every 100 ms: unlike cpuSnapshot it
+ * leaves out what other users of a shared server do meanwhile. `stop()` returns the total. A
+ * backend's last 100 ms before it exits can be missed. Linux only; 0 elsewhere.
+ */
+export function sampleBackends(databases) {
+  const seen = new Map();
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  const read = (pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      return undefined;
+    }
+  };
+  let timer;
+  let stopped = false;
+  const sample = async () => {
+    const { rows } = await client.query('select pid from pg_stat_activity where datname = any($1)', [databases]);
+    for (const { pid } of rows) {
+      const cpu = read(pid);
+      if (cpu !== undefined) seen.set(pid, Math.max(seen.get(pid) ?? 0, cpu));
+    }
+  };
+  const loop = async () => {
+    if (stopped) return;
+    await sample().catch(() => undefined);
+    if (!stopped) timer = setTimeout(loop, 100);
+  };
+  const ready = client.connect().then(loop, () => undefined);
+  return {
+    async stop() {
+      await ready;
+      stopped = true;
+      clearTimeout(timer);
+      await sample().catch(() => undefined);
+      await client.end().catch(() => undefined);
+      return [...seen.values()].reduce((a, b) => a + b, 0);
+    },
+  };
 }

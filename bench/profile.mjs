@@ -5,6 +5,8 @@
 //
 //   node bench/profile.mjs events [rows=1000000] [batchSize=2000] [concurrency=4]
 //   node bench/profile.mjs classic [rows=200000]
+//   node bench/profile.mjs defaults [rows=300000]   (Event API at convey's default job settings, as
+//                                                    events-vs-sdk.mjs runs it: no cursor index)
 //
 // Profiles land in /tmp/prof/<scenario>-<time>/ (convey-*.cpuprofile and receiver/*.cpuprofile).
 
@@ -19,8 +21,9 @@ import {
 
 requireBuild();
 const [scenario = 'events', rowsArg, batchArg, concurrencyArg] = process.argv.slice(2);
-const events = scenario === 'events';
-const rows = Number(rowsArg ?? (events ? 1_000_000 : 200_000));
+const defaults = scenario === 'defaults';
+const events = scenario === 'events' || defaults;
+const rows = Number(rowsArg ?? (defaults ? 300_000 : events ? 1_000_000 : 200_000));
 const batchSize = Number(batchArg ?? (events ? 2000 : 500));
 const concurrency = Number(concurrencyArg ?? (events ? 4 : 32));
 const pageSize = events ? 20_000 : 5000;
@@ -30,13 +33,13 @@ mkdirSync(join(dir, 'receiver'), { recursive: true });
 await recreateDatabase(SOURCE_DB);
 await recreateDatabase(STATE_DB);
 progress(`profile ${scenario}: seeding ${fmt(rows)} rows`);
-await seedConversions(dbUrl(SOURCE_DB), rows);
+await seedConversions(dbUrl(SOURCE_DB), rows, { cursorIndex: !defaults });
 const project = createProject({ sourceUrl: dbUrl(SOURCE_DB), stateUrl: dbUrl(STATE_DB) });
 await migrateState(project);
 await resetState(dbUrl(STATE_DB));
 const receiver = await startReceiver(events ? 'events' : 'classic', [], { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', join(dir, 'receiver')] });
-project.writeJob(jobSettings({ destination: events ? eventsDestination(receiver) : classicDestination(receiver), concurrency, batchSize, pageSize }));
-progress(`profile ${scenario}: run (batchSize ${batchSize}, concurrency ${concurrency}, pageSize ${pageSize})`);
+project.writeJob(jobSettings({ destination: events ? eventsDestination(receiver) : classicDestination(receiver), defaults, concurrency, batchSize, pageSize }));
+progress(`profile ${scenario}: run (${defaults ? 'default job settings' : `batchSize ${batchSize}, concurrency ${concurrency}, pageSize ${pageSize}`})`);
 const before = cpuSnapshot([receiver.pid]);
 const pgTiming = fileURLToPath(new URL('./pg-timing.mjs', import.meta.url));
 const result = await runJob(project, { measureRss: true, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--import', pgTiming] });

@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark in turn against the built CLI, then one Markdown table with
 // the machine it ran on, written to bench/results/latest.md and printed.
 //
-//   node bench/run-all.mjs [name…]     (names: classic events memory rate idle embedded sources compare runners; default all)
+//   node bench/run-all.mjs [name…]     (names: sdk classic events memory rate idle embedded sources compare runners; default all)
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { SOURCE_DB, STATE_DB, dropDatabase, fmt, printResult, progress, repoRoot, requireBuild, serverVersion } from './lib.mjs';
 
 const BENCHES = {
+  sdk: () => import('./events-vs-sdk.mjs'),
   classic: () => import('./classic-throughput.mjs'),
   events: () => import('./events-throughput.mjs'),
   memory: () => import('./memory.mjs'),
