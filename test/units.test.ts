@@ -158,11 +158,22 @@ test('the frontier moves the watermark only past batches that are recorded, in o
   const f = new Frontier();
   const [a, b, c] = [f.issue(), f.issue(), f.issue()];
   const at = (s: string) => `2026-03-01T00:00:0${s}.000000Z` as Instant;
-  t.is(f.peek(b, at('2')), undefined, 'batch 2 done before batch 1: no move');
+  t.is(f.peek([[b, at('2')]]), undefined, 'batch 2 done before batch 1: no move');
   f.complete(b, at('2'));
-  t.is(f.peek(a, at('1')), at('2'), 'batch 1 done: moves past batches 1 and 2');
+  t.is(f.peek([[a, at('1')]]), at('2'), 'batch 1 done: moves past batches 1 and 2');
   f.complete(a, at('1'));
-  t.is(f.peek(c, undefined), undefined, 'a batch without rows moves nothing');
+  t.is(f.peek([[c, undefined]]), undefined, 'a batch without rows moves nothing');
   f.complete(c, undefined);
   t.true(f.settled);
+});
+
+test('the frontier moves past batches recorded together, only as far as they close the gaps', (t) => {
+  const f = new Frontier();
+  const [a, b, c, d] = [f.issue(), f.issue(), f.issue(), f.issue()];
+  const at = (s: string) => `2026-03-01T00:00:0${s}.000000Z` as Instant;
+  t.is(f.peek([[b, at('2')], [d, at('4')]]), undefined, 'batches 2 and 4 before batch 1: no move');
+  f.complete(b, at('2'));
+  f.complete(d, at('4'));
+  t.is(f.peek([[c, at('3')], [a, at('1')]]), at('4'), 'batches 1 and 3 together, in any order: past all four');
+  t.is(f.peek([[a, undefined]]), at('2'), 'batch 1 without rows: as far as batch 2');
 });

@@ -11,7 +11,8 @@ import { keyOf, type ClaimItem } from '../state/sql/ledger.ts';
 import type { RejectInput } from '../state/sql/rejects.ts';
 import type { Instant } from '../time/instant.ts';
 
-export type Item = ClaimItem & Encoded;
+/** A checked, encoded conversion, with the source row it came from (for a reject the endpoint causes later). */
+export type Item = ClaimItem & Encoded & { row: SourceRow };
 
 /** Up to `batchSize` checked conversions, with the rows rejected on the way. */
 export interface CheckedBatch {
@@ -21,8 +22,6 @@ export interface CheckedBatch {
   rejects: RejectInput[];
   /** Cursor of the last row covered; undefined for rows outside any window. */
   highCursor: Instant | undefined;
-  /** The source row of each item, for a reject the endpoint causes later. */
-  rows: Map<Item, SourceRow>;
 }
 
 /**
@@ -59,7 +58,7 @@ export async function* checkedBatches(
   options: Omit<ReadOptions, 'fetchRows'>,
 ): AsyncGenerator<CheckedBatch> {
   let batch = emptyBatch();
-  let keys = new Map<string, Item>();
+  let keys = new Set<string>();
   let nullCursors = 0;
   for await (const page of readWindow(source, mapping, window, { ...options, fetchRows: job.pageSize })) {
     for (const row of page) {
@@ -82,21 +81,20 @@ export async function* checkedBatches(
           batch.rejects.push({ conversionId: conversion.conversionId, cursor: conversion.cursor, reasonCode: refusal.code, reason: refusal.reason, row });
         } else {
           const encoded = destination.encode(conversion);
-          const item: Item = { event: encoded.event, conversionId: encoded.conversionId, payload: encoded.payload, occurredAt: conversion.occurredAt, cursor: conversion.cursor };
+          const item: Item = { event: encoded.event, conversionId: encoded.conversionId, payload: encoded.payload, occurredAt: conversion.occurredAt, cursor: conversion.cursor, row };
           const key = keyOf(item);
           if (keys.has(key)) {
             batch.rejects.push(duplicateReject(item, row));
           } else {
-            keys.set(key, item);
+            keys.add(key);
             batch.items.push(item);
-            batch.rows.set(item, row);
           }
         }
       }
       if (batch.items.length >= job.batchSize) {
         yield batch;
         batch = emptyBatch();
-        keys = new Map();
+        keys = new Set();
       }
     }
   }
@@ -115,7 +113,7 @@ export function duplicateReject(item: Item, row: SourceRow): RejectInput {
 }
 
 function emptyBatch(): CheckedBatch {
-  return { read: 0, items: [], rejects: [], highCursor: undefined, rows: new Map() };
+  return { read: 0, items: [], rejects: [], highCursor: undefined };
 }
 
 function nullCursorReject(row: SourceRow, cursorColumn: string): RejectInput {

@@ -18,14 +18,16 @@ export class Frontier {
   }
 
   /**
-   * The cursor the watermark may move to once `seq` (with this high cursor) is recorded, or
-   * undefined if it would not move. A batch without rows in the window (undefined) moves nothing.
+   * The cursor the watermark may move to once the batches `recording` (each its seq and high
+   * cursor) are recorded, or undefined if it would not move. A batch without rows in the window
+   * (undefined) moves nothing.
    */
-  peek(seq: number, highCursor: Instant | undefined): Instant | undefined {
+  peek(recording: ReadonlyArray<readonly [number, Instant | undefined]>): Instant | undefined {
+    const pending = new Map(recording);
     let low = this.lowest;
     let position = this.position;
-    while (low === seq || this.finished.has(low)) {
-      position = (low === seq ? highCursor : this.finished.get(low)) ?? position;
+    while (pending.has(low) || this.finished.has(low)) {
+      position = (pending.has(low) ? pending.get(low) : this.finished.get(low)) ?? position;
       low++;
     }
     return position === this.position ? undefined : position;

@@ -84,7 +84,7 @@ export async function planWindow(deps: PlanDeps, window: Window, options: { samp
       const entry = existing.get(key);
       if (entry?.status === 'sent') result.alreadySent++;
       else if (entry) result.skipped++;
-      else if (willSend.has(key)) reject(duplicateReject(item, batch.rows.get(item) ?? {}));
+      else if (willSend.has(key)) reject(duplicateReject(item, item.row));
       else {
         willSend.add(key);
         sending.push(item);

@@ -38,16 +38,102 @@ export async function createBatch(
 }
 
 /**
- * Claim items travel as one JSON parameter read with json_to_recordset: JSON.stringify is native,
- * where pg's escaping of five text arrays is JavaScript (measured: 40% less of convey's CPU per
- * claimed row, and a slightly faster insert). Only the fields the ledger stores are sent.
+ * Claim items travel as five text parameters, one per field, the values joined by a unit
+ * separator (U+001F) and split again by PostgreSQL's string_to_array. No field can hold one: ids,
+ * event keys and segment values with control characters are rejects (check-row.ts), JSON escapes
+ * them and URLs percent-encode them; `joined` checks anyway. Measured on 300,000 Event API
+ * conversions against the JSON document read with json_to_recordset that this replaced: 0.3
+ * instead of 1.0 µs of convey's CPU per conversion (JSON.stringify escaped every quote of the
+ * payload, and pg's own escaping of text arrays is slower still), 261 instead of 352 bytes on the
+ * wire, and 10.4 instead of 12.4 µs of PostgreSQL's CPU per claimed row.
  */
-function claimJson(items: readonly ClaimItem[]): string {
-  return JSON.stringify(items, ['event', 'conversionId', 'occurredAt', 'cursor', 'payload']);
+const SEPARATOR = '\u001f';
+
+const CLAIMED_ROWS = `unnest(string_to_array($4, E'\\x1f'), string_to_array($5, E'\\x1f'), string_to_array($6, E'\\x1f')::timestamptz[],
+                   string_to_array($7, E'\\x1f')::timestamptz[], string_to_array($8, E'\\x1f'))
+            as t(event, "conversionId", "occurredAt", cursor, payload)`;
+
+/** The fields of `items` as the five joined parameters of CLAIMED_ROWS. */
+function claimColumns(items: readonly ClaimItem[]): string[] {
+  const n = items.length;
+  const events = new Array<string>(n);
+  const ids = new Array<string>(n);
+  const occurred = new Array<string>(n);
+  const cursors = new Array<string>(n);
+  const payloads = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    const item = items[i]!;
+    events[i] = item.event;
+    ids[i] = item.conversionId;
+    occurred[i] = item.occurredAt;
+    cursors[i] = item.cursor;
+    payloads[i] = item.payload;
+  }
+  return [joined(events), joined(ids), joined(occurred), joined(cursors), joined(payloads)];
 }
 
-const CLAIMED_ROWS = `json_to_recordset($4::json)
-            as t(event text, "conversionId" text, "occurredAt" timestamptz, cursor timestamptz, payload text)`;
+/** `values` joined by SEPARATOR; throws if one of them holds it (it would shift every later row). */
+function joined(values: string[]): string {
+  const text = values.join(SEPARATOR);
+  let count = 0;
+  for (let at = text.indexOf(SEPARATOR); at !== -1; at = text.indexOf(SEPARATOR, at + 1)) count++;
+  if (count !== values.length - 1) throw new Error('a ledger field holds U+001F, which check-row.ts should have refused');
+  return text;
+}
+
+const UNIQUE_VIOLATION = '23505';
+
+/**
+ * The common case in one statement, its own transaction: a new batch and a row per item, when no
+ * key is in the ledger yet. A plain INSERT, not ON CONFLICT DO NOTHING: the unique index guards
+ * the key alike (an insert racing another waits for it, then fails), and PostgreSQL's speculative
+ * insertion costs a second index probe and a WAL record per row: 7.3 instead of 10.4 µs of its CPU
+ * per claimed row (300,000 Event API conversions, batches of 500). Returns the batch id, or
+ * undefined, with nothing written, when a key was already there (a lookback re-reading sent
+ * rows, another run holding it): the caller then claims in a transaction that says which.
+ */
+export async function claimAllNew(q: Queryable, batch: NewBatch, items: readonly ClaimItem[], options: { resolveRejects: boolean }): Promise<number | undefined> {
+  // As resolveRejects (rejects.ts) does in the transaction of a claim.
+  const resolve = options.resolveRejects
+    ? `, resolved as (
+         update convey.rejects set resolved_at = now(), resolved_by_run = $1
+          where job = $2 and resolved_at is null and conversion_id = any(string_to_array($5, E'\\x1f'))
+       )`
+    : '';
+  try {
+    const { rows } = await q.query<{ id: number }>(
+      `with batch as (
+         insert into convey.batches (run_id, job, destination, origin, status, size)
+         values ($1, $2, $3, $9, 'pending', $10) returning id
+       ), claimed as (
+         insert into convey.ledger (destination, event, conversion_id, job, batch_id, occurred_at, cursor_value, payload)
+         select $3, t.event, t."conversionId", $2, batch.id, t."occurredAt", t.cursor, t.payload
+           from batch, ${CLAIMED_ROWS}
+       )${resolve}
+       select id::int as id from batch`,
+      [batch.runId, batch.job, batch.destination, ...claimColumns(items), batch.origin, items.length],
+    );
+    return rows[0]!.id;
+  } catch (error) {
+    if (codeOf(error) === UNIQUE_VIOLATION) return undefined;
+    throw error;
+  }
+}
+
+export interface NewBatch {
+  runId: number;
+  job: string;
+  destination: string;
+  origin: BatchOrigin;
+}
+
+/** The SQLSTATE of a driver error, also when the state store wrapped it (STATE_ERROR keeps its cause). */
+function codeOf(error: unknown): string | undefined {
+  for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 3; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code;
+  }
+  return undefined;
+}
 
 /**
  * Inserts a row per item unless its key exists; returns the keys this call inserted (claimed).
@@ -65,7 +151,7 @@ export async function claimNew(
      select $1, t.event, t."conversionId", $2, $3, t."occurredAt", t.cursor, t.payload
        from ${CLAIMED_ROWS}
      on conflict on constraint ledger_idempotency_key do nothing`,
-    [destination, job, batchId, claimJson(items)],
+    [destination, job, batchId, ...claimColumns(items)],
   );
   return claimedKeys(tx, batchId, items, rowCount);
 }
@@ -106,8 +192,8 @@ export async function claimForResend(
       where l.outcome is not null
          or exists (select 1 from convey.batches b
                      where b.id = l.batch_id and b.status = 'done'
-                       and (b.origin = 'source' or b.finished_at < $5::timestamptz))`,
-    [destination, job, batchId, claimJson(items), resentSince],
+                       and (b.origin = 'source' or b.finished_at < $9::timestamptz))`,
+    [destination, job, batchId, ...claimColumns(items), resentSince],
   );
   return claimedKeys(tx, batchId, items, rowCount);
 }
@@ -167,6 +253,31 @@ export async function finishBatch(tx: Queryable, batchId: number, destination: s
       exceptions.map((e) => e.attempts),
       batchId,
     ],
+  );
+}
+
+/**
+ * Batches whose every conversion was sent, and the watermark they let move, in one statement (its
+ * own transaction): the common end of a batch, one round trip and one commit for any number of
+ * batches (send-window.ts records the batches that finished while the previous record was being
+ * written together). `watermark` moves forward only, as advanceWatermark does.
+ */
+export async function finishSentBatches(
+  q: Queryable,
+  batchIds: readonly number[],
+  watermark: { job: string; value: Instant; runId: number } | undefined,
+): Promise<void> {
+  const done = `update convey.batches set status = 'done', finished_at = now() where id = any($1::bigint[])`;
+  if (!watermark) {
+    await q.query(done, [batchIds]);
+    return;
+  }
+  await q.query(
+    `with done as (${done})
+     insert into convey.watermarks (job, value, run_id) values ($2, $3, $4)
+     on conflict (job) do update set value = excluded.value, run_id = excluded.run_id, updated_at = now()
+      where convey.watermarks.value < excluded.value`,
+    [batchIds, watermark.job, watermark.value, watermark.runId],
   );
 }
 
