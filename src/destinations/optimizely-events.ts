@@ -73,30 +73,30 @@ export function optimizelyEvents(config: EventsDestinationConfig, ledgerKey = `o
     encode(c): Encoded {
       // Written by hand, not JSON.stringify of an object: this runs once per conversion and was
       // the largest single cost of a 1M-conversion run (1.7 s of CPU). Ids are digits (checked),
-      // so they need no escaping; anything else goes through JSON.stringify.
+      // so they need no escaping; anything else goes through JSON.stringify. The pieces are
+      // joined once: built with += and template literals the payload was a tree of V8 cons
+      // strings, flattened again by each later use (2.5 µs per conversion, where one join of
+      // the pieces takes 1).
       const eventId = c.eventId ?? '';
-      let event = `{"entity_id":"${eventId}"`;
-      if (c.eventKey !== undefined) event += `,"key":${JSON.stringify(c.eventKey)}`;
-      event += `,"timestamp":${toEpochMillis(c.occurredAt)},"uuid":"${conversionUuid(uuidKey, eventId, c.conversionId)}"`;
-      if (c.revenueCents !== undefined) event += `,"revenue":${c.revenueCents}`;
-      if (c.value !== undefined) event += `,"value":${JSON.stringify(c.value)}`;
-      if (c.quantity !== undefined) event += `,"quantity":${c.quantity}`;
-      if (c.tags !== undefined) event += `,"tags":${JSON.stringify(c.tags)}`;
-      event += '}';
-      let snapshot = '{';
+      const parts: string[] = ['{"visitor_id":', JSON.stringify(c.visitorId), ','];
+      if (c.attributes.length) {
+        parts.push('"attributes":', JSON.stringify(c.attributes.map((a) => ({ type: a.type, entity_id: a.entityId, key: a.key, value: a.value }))), ',');
+      }
+      // Snapshots last, so `requests` can cut a stored payload without parsing it (snapshotOf).
+      parts.push(SNAPSHOTS, '{');
       if (c.campaignId !== undefined) {
         const decisions = c.experiments.map(
           (e) => `{"campaign_id":"${c.campaignId}","experiment_id":"${e.experimentId}","variation_id":"${e.variationIds[0]}","is_campaign_holdback":false}`,
         );
-        snapshot += `"decisions":[${decisions.join(',')}],`;
+        parts.push('"decisions":[', decisions.join(','), '],');
       }
-      snapshot += `"events":[${event}]}`;
-      const attributes = c.attributes.length
-        ? `"attributes":${JSON.stringify(c.attributes.map((a) => ({ type: a.type, entity_id: a.entityId, key: a.key, value: a.value })))},`
-        : '';
-      // Snapshots last, so `requests` can cut a stored payload without parsing it (snapshotOf).
-      const payload = `{"visitor_id":${JSON.stringify(c.visitorId)},${attributes}${SNAPSHOTS}${snapshot}]}`;
-      return { event: eventId, conversionId: c.conversionId, payload };
+      parts.push('"events":[', eventStart(eventId, c.eventKey), String(toEpochMillis(c.occurredAt)), ',"uuid":"', conversionUuid(uuidKey, eventId, c.conversionId), '"');
+      if (c.revenueCents !== undefined) parts.push(',"revenue":', String(c.revenueCents));
+      if (c.value !== undefined) parts.push(',"value":', JSON.stringify(c.value));
+      if (c.quantity !== undefined) parts.push(',"quantity":', String(c.quantity));
+      if (c.tags !== undefined) parts.push(',"tags":', JSON.stringify(c.tags));
+      parts.push('}]}]}');
+      return { event: eventId, conversionId: c.conversionId, payload: parts.join('') };
     },
 
     requests(items) {
@@ -173,6 +173,26 @@ class Group {
 }
 
 const SNAPSHOTS = '"snapshots":[';
+
+/** `{"entity_id":"…","key":…,"timestamp":` for each event id and key (a job sends a handful), by id, then key. */
+const eventStarts = new Map<string, Map<string | undefined, string>>();
+
+function eventStart(eventId: string, eventKey: string | undefined): string {
+  let byKey = eventStarts.get(eventId);
+  let start = byKey?.get(eventKey);
+  if (start === undefined) {
+    start = `{"entity_id":"${eventId}"${eventKey === undefined ? '' : `,"key":${JSON.stringify(eventKey)}`},"timestamp":`;
+    // Bounded like check-row.ts's JSON cache: all-distinct keys cost a cleared map now and then.
+    if (!byKey) {
+      if (eventStarts.size >= 1000) eventStarts.clear();
+      eventStarts.set(eventId, (byKey = new Map()));
+    } else if (byKey.size >= 1000) {
+      byKey.clear();
+    }
+    byKey.set(eventKey, start);
+  }
+  return start;
+}
 
 /**
  * A stored visitor payload is its head (visitor_id and attributes: what identifies its visitors[]
