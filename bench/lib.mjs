@@ -259,10 +259,16 @@ export async function runNode(script, args, { env, cwd = repoRoot, measureRss = 
   const wallMs = performance.now() - started;
   let maxRssMb;
   let cpuSeconds;
+  let userSeconds;
+  let systemSeconds;
   if (measureRss) {
     const user = /User time \(seconds\): ([\d.]+)/.exec(stderr);
     const sys = /System time \(seconds\): ([\d.]+)/.exec(stderr);
-    if (user && sys) cpuSeconds = Number(user[1]) + Number(sys[1]);
+    if (user && sys) {
+      userSeconds = Number(user[1]);
+      systemSeconds = Number(sys[1]);
+      cpuSeconds = userSeconds + systemSeconds;
+    }
     const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
     if (rss) maxRssMb = Number(rss[1]) / 1024;
   }
@@ -273,6 +279,8 @@ export async function runNode(script, args, { env, cwd = repoRoot, measureRss = 
     wallMs,
     maxRssMb,
     cpuSeconds,
+    userSeconds,
+    systemSeconds,
     json() {
       const line = stdout.trim().split('\n').at(-1);
       return JSON.parse(line);
