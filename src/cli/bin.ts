@@ -1,7 +1,8 @@
-import { limitHeapGrowth } from './heap.ts';
+import { capYoungGeneration, limitHeapGrowth } from './heap.ts';
 import { main } from './main.ts';
 
 limitHeapGrowth();
+capYoungGeneration();
 const code = await main(process.argv.slice(2));
 process.exitCode = code;
 // Every command closes its pools and sockets, so the process ends by itself. If a dependency
