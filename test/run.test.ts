@@ -133,6 +133,27 @@ test('a conversion id repeated in one batch, valid or malformed alike, is one re
   });
 });
 
+test('a batch whose keys are already in the ledger is claimed key by key: taken by another job, or repeated in this run', async (t) => {
+  // Batches of 5. The first three are all new, so from the third on (at most two batches are in
+  // flight before one is recorded) batches are claimed in one statement. The fourth holds four
+  // conversions another job with the same account sent first, and c0002 again: its one-statement
+  // claim fails, and it is claimed key by key.
+  const project = await projectWithRows(t, [...rows(25), { ...rows(1)[0]!, id: 'c0002', at: '2026-03-01T00:00:18.500Z' }]);
+
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('first', `${CONVERSIONS_SQL} and id between 'c0016' and 'c0019'`, eventsJob(receiver, { batchSize: 5 }));
+    t.like(await succeededRun(t, project, 'first'), { read: 4, sent: 4 });
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 5 }));
+    t.like(await succeededRun(t, project, 'orders'), { read: 26, sent: 21, alreadySent: 4, rejected: 1, skipped: 0, failed: 0 });
+    t.is(receiver.stats().unique, 25);
+    t.is(receiver.stats().duplicates, 0, 'nothing sent twice');
+    const { rows: rejects } = await project.db.stateSql(`select conversion_id, reason_code from convey.rejects where job = 'orders'`);
+    t.deepEqual(rejects, [{ conversion_id: 'c0002', reason_code: 'duplicate_conversion' }]);
+    const { rows: pending } = await project.db.stateSql(`select count(*)::int as n from convey.batches where status <> 'done'`);
+    t.is(pending[0]!.n, 0, 'every batch recorded');
+  });
+});
+
 test('a state store and source whose DateStyle is not ISO: the next run starts from the watermark, not from the start', async (t) => {
   const project = await projectWithRows(t, rows(4));
   // New sessions of both databases print dates as "01/03/2026 00:00:00 UTC". PostgreSQL: for this

@@ -2,6 +2,7 @@ import test from 'ava';
 import { checkRow } from '../src/check/check-row.ts';
 import { orderedEntries } from '../src/check/json-entries.ts';
 import { interpolate } from '../src/config/interpolate.ts';
+import { InFlightLimit } from '../src/pipeline/in-flight-limit.ts';
 import { Frontier } from '../src/pipeline/frontier.ts';
 import { chunkRange, parseRange } from '../src/pipeline/range.ts';
 import { incrementalWindow } from '../src/pipeline/window.ts';
@@ -176,4 +177,25 @@ test('the frontier moves past batches recorded together, only as far as they clo
   f.complete(d, at('4'));
   t.is(f.peek([[c, at('3')], [a, at('1')]]), at('4'), 'batches 1 and 3 together, in any order: past all four');
   t.is(f.peek([[a, undefined]]), at('2'), 'batch 1 without rows: as far as batch 2');
+});
+
+test('batches in flight: two until one is recorded, then as many as the fastest batch over the reader\'s pace needs, within the cap', (t) => {
+  const limit = new InFlightLimit(17);
+  t.is(limit.value, 2, 'nothing measured yet');
+  limit.batchRead(2);
+  limit.batchTook(9);
+  t.is(limit.value, 6, 'a batch takes 9 ms, the reader 2 ms per batch: ceil(9 / 2) + 1');
+  limit.batchTook(30);
+  t.is(limit.value, 6, 'a slower batch (a queue behind a busy database) does not raise it');
+  for (let i = 0; i < 30; i++) limit.batchRead(0.5);
+  t.is(limit.value, 17, 'a reader four times as fast needs more, up to the cap (ceil(9 / 0.5) + 1 = 19)');
+  const remote = new InFlightLimit(17);
+  remote.batchRead(3);
+  remote.batchTook(250);
+  t.is(remote.value, 17, 'a slow endpoint (250 ms a request): as many as concurrency allows');
+  const frozen = new InFlightLimit(17);
+  frozen.batchRead(0);
+  frozen.batchTook(0);
+  t.is(frozen.value, 17, 'a clock that does not move (the fake clock) says nothing: the cap');
+  t.is(new InFlightLimit(1).value, 1, 'never above the cap');
 });

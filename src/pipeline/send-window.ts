@@ -17,6 +17,7 @@ import type { RunCounts } from './counts.ts';
 import { deliver } from './deliver.ts';
 import { Failures } from './failures.ts';
 import { Frontier } from './frontier.ts';
+import { InFlightLimit } from './in-flight-limit.ts';
 import type { Transport } from './transport.ts';
 
 export interface SendDeps {
@@ -271,46 +272,4 @@ export async function sendWindow(deps: SendDeps, options: SendOptions): Promise<
     watermark = options.window.end;
   }
   return { complete, watermark, failures };
-}
-
-/**
- * How many batches to keep in flight, by Little's law: the fastest a batch has gone from claim to
- * record, over the time the reader takes to produce one, plus one. Against a local receiver a
- * batch of 500 takes a few ms end to end and the reader ~2.5 ms to produce the next, so 3–5 are
- * enough; over the internet (a request of 500 conversions taking 100–300 ms) the limit rises to
- * `max`. Every batch in flight holds its conversions in memory, and young ones: with 17 batches of
- * 500 in flight (the Event API at concurrency 16, as before this limit) V8's scavenger copied
- * about 8 MB of them at each of its ~130 collections in a 300,000-conversion run (2.6 s of pauses)
- * and peak RSS was 178 MB; with 5, 1.6 s and 146 MB. The fastest batch, not the average: when
- * PostgreSQL or the receiver is the bottleneck, more batches in flight only queue, and an average
- * that grew with the queue would grow the limit with it. Until a batch has been recorded, 2.
- */
-class InFlightLimit {
-  #fastestBatch = Infinity;
-  #readMs = 0;
-  #reads = 0;
-  readonly #max: number;
-
-  constructor(max: number) {
-    this.#max = max;
-  }
-
-  /** The reader took `ms` to produce a batch (time it was not held back). */
-  batchRead(ms: number): void {
-    this.#reads++;
-    // The mean of the last ~8.
-    this.#readMs += (ms - this.#readMs) / Math.min(this.#reads, 8);
-  }
-
-  /** A batch took `ms` from its claim to its record. */
-  batchTook(ms: number): void {
-    if (ms < this.#fastestBatch) this.#fastestBatch = ms;
-  }
-
-  get value(): number {
-    if (this.#fastestBatch === Infinity) return Math.min(2, this.#max);
-    // A clock that does not move (the tests' fake clock) says nothing: as many as allowed.
-    if (!(this.#readMs > 0)) return this.#max;
-    return Math.max(2, Math.min(this.#max, Math.ceil(this.#fastestBatch / this.#readMs) + 1));
-  }
 }

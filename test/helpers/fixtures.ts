@@ -99,8 +99,8 @@ export const classicJob = (receiver: Pick<Receiver, 'url'>, extra: Record<string
 export type SummaryJson = RunSummary;
 
 /** `convey run orders --json`, which must exit 0 (its stderr is the message if not); its summary. */
-export async function succeededRun(t: { is(actual: unknown, expected: unknown, message?: string): unknown }, project: TestProject): Promise<SummaryJson> {
-  const run = await project.cli(['run', 'orders', '--json']);
+export async function succeededRun(t: { is(actual: unknown, expected: unknown, message?: string): unknown }, project: TestProject, job = 'orders'): Promise<SummaryJson> {
+  const run = await project.cli(['run', job, '--json']);
   t.is(run.code, 0, run.stderr);
   return run.json<SummaryJson>();
 }

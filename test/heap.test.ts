@@ -1,0 +1,38 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { YOUNG_GENERATION_BYTES } from '../src/cli/heap.ts';
+
+const heapModule = fileURLToPath(new URL('../src/cli/heap.ts', import.meta.url));
+
+/**
+ * The largest young generation a node process reaches while it allocates as a run does (a stream
+ * of short-lived objects, some kept a while), with convey's cap or without it.
+ */
+async function youngGenerationPeak(capped: boolean): Promise<number> {
+  const script = `
+    import { getHeapSpaceStatistics } from 'node:v8';
+    ${capped ? `const { capYoungGeneration } = await import(${JSON.stringify(heapModule)}); capYoungGeneration();` : ''}
+    let peak = 0;
+    let kept = [];
+    for (let i = 0; i < 4_000_000; i++) {
+      const row = { id: 'c' + i, at: i * 1000, payload: 'x'.repeat(i % 50) + i };
+      if (i % 4 === 0) kept.push(row);
+      if (kept.length > 60_000) kept = [];
+      if (i % 20_000 === 0) {
+        // Let the GC observer run, as the event loop does between a run's batches.
+        await new Promise((resolve) => setImmediate(resolve));
+        peak = Math.max(peak, getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size);
+      }
+    }
+    process.stdout.write(String(peak));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import=tsx', '--input-type=module', '-e', script], { timeout: 60_000 });
+  return Number(stdout);
+}
+
+test('the young generation stops growing at the cap, where V8 alone doubles it further', async (t) => {
+  const [uncapped, capped] = await Promise.all([youngGenerationPeak(false), youngGenerationPeak(true)]);
+  t.true(uncapped > YOUNG_GENERATION_BYTES, `without the cap V8 grew it to ${uncapped} bytes (this test needs it to pass the cap to mean anything)`);
+  t.true(capped <= YOUNG_GENERATION_BYTES, `with the cap: ${capped} bytes, cap ${YOUNG_GENERATION_BYTES}`);
+});
