@@ -80,7 +80,7 @@ async function runOne(session: FixtureSession, job: JobConfig, destination: Dest
     for (const r of batch.rejects) actual.rejects.push({ conversion_id: r.conversionId ?? null, reason: r.reasonCode, message: r.reason });
     const sending: Encoded[] = [];
     for (const item of batch.items) {
-      const row = batch.rows.get(item)!;
+      const row = item.row;
       const checked = checkRow(row, job.cursor);
       if (!checked.ok) continue;
       if (seen.has(keyOf(item))) {

@@ -147,7 +147,7 @@ function reader(deps: CompareDeps, source: Source, { job, destination, mapping }
       const existing = deps.state ? await lookup(deps.state, destination.key, batch.items) : undefined;
       for (const item of batch.items) {
         // The row passed these checks a moment ago; checked again for its fields, by the same code.
-        const checked = checkRow(batch.rows.get(item)!, job.cursor);
+        const checked = checkRow(item.row, job.cursor);
         if (!checked.ok) continue;
         const sent = existing?.has(keyOf(item)) ? 1 : 0;
         await spill.add({
