@@ -1,6 +1,7 @@
 import { parseInstant, type Instant } from '../../time/instant.ts';
 import type { Queryable } from '../db.ts';
 import { LIVE_RUN_KEYS } from './locks.ts';
+import { advanceWatermarkSql } from './watermarks.ts';
 
 /**
  * The ledger: one row per conversion ever claimed for a destination, keyed by the idempotency key
@@ -272,13 +273,7 @@ export async function finishSentBatches(
     await q.query(done, [batchIds]);
     return;
   }
-  await q.query(
-    `with done as (${done})
-     insert into convey.watermarks (job, value, run_id) values ($2, $3, $4)
-     on conflict (job) do update set value = excluded.value, run_id = excluded.run_id, updated_at = now()
-      where convey.watermarks.value < excluded.value`,
-    [batchIds, watermark.job, watermark.value, watermark.runId],
-  );
+  await q.query(`with done as (${done})\n${advanceWatermarkSql('$2', '$3', '$4')}`, [batchIds, watermark.job, watermark.value, watermark.runId]);
 }
 
 /** Removes claims (a conversion the endpoint refused: it becomes a reject, not a ledger entry). */

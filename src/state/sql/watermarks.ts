@@ -20,12 +20,14 @@ export async function readWatermark(q: Queryable, job: string): Promise<Instant 
  * ledger rows it now covers, so the two can never disagree after a crash.
  */
 export async function advanceWatermark(tx: Queryable, job: string, value: Instant, runId: number): Promise<void> {
-  await tx.query(
-    `insert into convey.watermarks (job, value, run_id) values ($1, $2, $3)
+  await tx.query(advanceWatermarkSql('$1', '$2', '$3'), [job, value, runId]);
+}
+
+/** The statement of advanceWatermark, with the placeholders of the job, the value and the run (for a statement that does more). */
+export function advanceWatermarkSql(job: string, value: string, runId: string): string {
+  return `insert into convey.watermarks (job, value, run_id) values (${job}, ${value}, ${runId})
      on conflict (job) do update set value = excluded.value, run_id = excluded.run_id, updated_at = now()
-      where convey.watermarks.value < excluded.value`,
-    [job, value, runId],
-  );
+      where convey.watermarks.value < excluded.value`;
 }
 
 /** An operator's explicit change (`convey state set`): may move it back. */
