@@ -31,8 +31,10 @@ async function youngGenerationPeak(capped: boolean): Promise<number> {
   return Number(stdout);
 }
 
-test('the young generation stops growing at the cap, where V8 alone doubles it further', async (t) => {
+test('the young generation stops growing at the cap, where V8 alone grows it further', async (t) => {
   const [uncapped, capped] = await Promise.all([youngGenerationPeak(false), youngGenerationPeak(true)]);
-  t.true(uncapped > YOUNG_GENERATION_BYTES, `without the cap V8 grew it to ${uncapped} bytes (this test needs it to pass the cap to mean anything)`);
-  t.true(capped <= YOUNG_GENERATION_BYTES, `with the cap: ${capped} bytes, cap ${YOUNG_GENERATION_BYTES}`);
+  t.true(uncapped > 1.5 * YOUNG_GENERATION_BYTES, `without the cap V8 grew it to ${uncapped} bytes (this test needs it to pass the cap to mean anything)`);
+  // Node 20's and 22's V8 double it, to exactly the cap; Node 24's grows it in smaller steps, and
+  // the step that reaches the cap may pass it (19.75–20.25 MiB, where V8 alone takes it to 128).
+  t.true(capped <= 1.5 * YOUNG_GENERATION_BYTES, `with the cap: ${capped} bytes, cap ${YOUNG_GENERATION_BYTES}`);
 });

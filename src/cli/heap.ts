@@ -22,14 +22,15 @@ export function limitHeapGrowth(execArgv: readonly string[] = process.execArgv):
 export const YOUNG_GENERATION_BYTES = 16 * 2 ** 20;
 
 /**
- * V8 grows the young generation, doubling it, up to 32 MB (two semi-spaces of 16 MB), and a
+ * V8 grows the young generation up to 32 MB (Node 20 and 22: two semi-spaces of 16 MB), and a
  * long run always gets there: that is 32 MB of a run's peak RSS. Held at 16 MB, the peak of a
  * 300,000-conversion Event API run at the default settings is 10–15 MB lower for 3–8% more of
  * convey's CPU (more, smaller scavenges; at 8 MB it cost 20%). Node takes --max-semi-space-size
  * only at startup, so convey stops the growth instead: after each collection, once the young
  * generation has reached the cap, V8's growth factor is set to 1 (V8 reads it each time it grows
- * the space), and back to 2 should V8 have shrunk it meanwhile. A semi-space size given to node
- * itself wins.
+ * the space), and back to 2 should V8 have shrunk it meanwhile. Node 24's V8 grows it in smaller
+ * steps, up to 128 MB by default, and the step that reaches the cap may pass it (20 MB measured).
+ * A semi-space size given to node itself wins.
  */
 export function capYoungGeneration(execArgv: readonly string[] = process.execArgv): void {
   if (execArgv.some((arg) => /^--(max|min)[-_]semi[-_]space[-_]size\b|^--semi[-_]space[-_]growth[-_]factor\b/.test(arg))) return;
