@@ -21,16 +21,21 @@ const pct = (share: number): string => `${(share * 100).toFixed(share < 0.001 ? 
 
 /**
  * The usual value among comparable runs. Matched by season, the median is the usual, and one
- * odd run does not move it. Unmatched (the first weeks of a job), the runs mix busy and quiet
- * days, so the range counts: "low" is the quietest run seen, "high" the busiest, and only a
- * figure outside everything seen (by the check's factor) is a warning. That is what keeps the
- * first Sunday of a weekday business from being reported as a collapse.
+ * odd run does not move it (after a lasting change, it moves once half the comparable runs show
+ * it). Unmatched (the first weeks of a job), the runs mix busy and quiet days, so the range
+ * counts: "low" is the quietest run seen, "high" the busiest, and only a figure outside
+ * everything seen (by the check's factor) is a warning. That keeps the first Sunday of a weekday
+ * business from being reported as a collapse. Runs this check already called unusual are left
+ * out of the range, or one night of zero rows would make every later one look usual.
  */
-export function usual(values: readonly number[], seasonal: boolean): { median: number; low: number; high: number } {
-  const sorted = [...values].sort((a, b) => a - b);
+export function usual(values: ReadonlyArray<{ value: number; flagged: boolean }>, seasonal: boolean): { median: number; low: number; high: number } {
+  const sorted = values.map((v) => v.value).sort((a, b) => a - b);
   const mid = sorted.length / 2;
   const median = sorted.length % 2 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return seasonal ? { median, low: median, high: median } : { median, low: sorted[0]!, high: sorted.at(-1)! };
+  if (seasonal) return { median, low: median, high: median };
+  const usualOnes = values.filter((v) => !v.flagged).map((v) => v.value);
+  const range = usualOnes.length ? usualOnes : sorted;
+  return { median, low: Math.min(...range), high: Math.max(...range) };
 }
 
 function describeReference(reference: Comparable): string {
@@ -49,7 +54,7 @@ const hoursOf = (r: { windowStartMs: number; windowEndMs: number }): number => (
  */
 export function checkRowsRead(run: RunFacts, reference: Comparable, settings: AlertSettings['rowsRead']): RunWarning | undefined {
   const hours = hoursOf({ windowStartMs: run.window.startMs, windowEndMs: run.window.endMs });
-  const rates = reference.runs.filter((r) => hoursOf(r) > 0).map((r) => r.read / hoursOf(r));
+  const rates = reference.runs.filter((r) => hoursOf(r) > 0).map((r) => ({ value: r.read / hoursOf(r), flagged: r.checks.includes('low_volume') || r.checks.includes('high_volume') }));
   if (!settings.enabled || hours <= 0 || rates.length === 0) return undefined;
   const u = usual(rates, reference.matched !== 'all');
   const expected = u.median * hours;
@@ -70,7 +75,7 @@ export function checkRowsRead(run: RunFacts, reference: Comparable, settings: Al
 /** rejected_share: a mapping or an upstream change that breaks rows, well above the job's own usual. */
 export function checkRejectedShare(run: RunFacts, reference: Comparable, settings: AlertSettings['rejectedShare']): RunWarning | undefined {
   if (!settings.enabled || run.read === 0 || run.rejected < settings.minRejects) return undefined;
-  const shares = reference.runs.filter((r) => r.read > 0).map((r) => r.rejected / r.read);
+  const shares = reference.runs.filter((r) => r.read > 0).map((r) => ({ value: r.rejected / r.read, flagged: r.checks.includes('rejected_share') }));
   if (shares.length === 0) return undefined;
   const u = usual(shares, reference.matched !== 'all');
   const share = run.rejected / run.read;
@@ -99,13 +104,13 @@ export function checkWatermarkLag(run: RunFacts, reference: Comparable | undefin
   const ends = [
     {
       lag: run.watermarkBeforeMs === null ? null : run.startedAtMs - run.watermarkBeforeMs,
-      past: (r: HistoryRun) => (r.watermarkBeforeMs === null ? null : r.startedAtMs - r.watermarkBeforeMs),
+      past: (r: HistoryRun) => (r.watermarkBeforeMs === null ? null : { value: r.startedAtMs - r.watermarkBeforeMs, flagged: r.checks.includes('watermark_lag') }),
       what: (lag: string) => `the watermark was ${lag} behind when the run started`,
       why: 'runs were missed, or ended before their window did',
     },
     {
       lag: run.watermarkAfterMs === null ? null : run.endedAtMs - run.watermarkAfterMs,
-      past: (r: HistoryRun) => (r.watermarkAfterMs === null ? null : r.finishedAtMs - r.watermarkAfterMs),
+      past: (r: HistoryRun) => (r.watermarkAfterMs === null ? null : { value: r.finishedAtMs - r.watermarkAfterMs, flagged: r.checks.includes('watermark_lag') }),
       what: (lag: string) => `the watermark is ${lag} behind now`,
       why: 'the run was slow, or did not reach the end of its window',
     },
@@ -118,7 +123,7 @@ export function checkWatermarkLag(run: RunFacts, reference: Comparable | undefin
     if (settings.maxMs !== undefined) {
       threshold = settings.maxMs;
     } else {
-      const past = (reference?.runs ?? []).map(end.past).filter((v): v is number => v !== null);
+      const past = (reference?.runs ?? []).map(end.past).filter((v) => v !== null);
       if (past.length === 0) continue;
       const u = usual(past, reference!.matched !== 'all');
       // Twice the usual, and never less than an hour over it: a nightly run 20 minutes late is not news.

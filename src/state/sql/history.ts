@@ -13,6 +13,8 @@ export interface HistoryRun {
   finishedAtMs: number;
   watermarkBeforeMs: number | null;
   watermarkAfterMs: number | null;
+  /** The checks that warned about this run. */
+  checks: string[];
 }
 
 const ms = (column: string): string => `(extract(epoch from ${column}) * 1000)::float8`;
@@ -27,7 +29,8 @@ export async function successfulRunsBefore(q: Queryable, job: string, mode: RunM
     `select id::int as id, ${ms('window_start')} as "windowStartMs", ${ms('window_end')} as "windowEndMs",
             coalesce((counts->>'read')::int, 0) as read, coalesce((counts->>'rejected')::int, 0) as rejected,
             ${ms('started_at')} as "startedAtMs", ${ms('finished_at')} as "finishedAtMs",
-            ${ms('watermark_before')} as "watermarkBeforeMs", ${ms('watermark_after')} as "watermarkAfterMs"
+            ${ms('watermark_before')} as "watermarkBeforeMs", ${ms('watermark_after')} as "watermarkAfterMs",
+            array(select w->>'check' from jsonb_array_elements(coalesce(warnings, '[]')) w) as checks
        from convey.runs
       where job = $1 and mode = $2 and status = 'succeeded' and id < $3
         and window_start is not null and window_end is not null and finished_at is not null
