@@ -1,8 +1,9 @@
 import test from 'ava';
 import type { AlertSettings } from '../src/config/alerts.ts';
-import type { HistoryRun } from '../src/state/sql/history.ts';
+import { successfulRunsBefore, type HistoryRun } from '../src/state/sql/history.ts';
+import { openStateStore, stateLocation } from '../src/state/store.ts';
 import { checkRowsRead, checkWatermarkLag, type RunFacts } from '../src/verdict/checks.ts';
-import { comparableRuns } from '../src/verdict/comparable.ts';
+import { comparableRuns, weekMinute } from '../src/verdict/comparable.ts';
 import type { RunWarning } from '../src/verdict/warning.ts';
 import { CONVERSIONS_SQL, eventsJob, insertRows, projectWithRows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
 import { rowsBetween, writeHistory, type PastRun } from './helpers/history.ts';
@@ -12,10 +13,15 @@ const DAY = 24 * HOUR;
 
 // ---- The checks on their own: figures in, warning out -------------------------------------
 
+/** A past run as the history query returns it: the middle of its window in `zone` computed. */
+function past(run: Omit<HistoryRun, 'midWeekMinute' | 'checks'>, zone = 'UTC'): HistoryRun {
+  return { checks: [], ...run, midWeekMinute: weekMinute((run.windowStartMs + run.windowEndMs) / 2, zone) };
+}
+
 /** A nightly run of `read` rows whose window is the day ending `daysAgo` days before `now`. */
-function nightly(now: number, daysAgo: number, read: number, extra: Partial<HistoryRun> = {}): HistoryRun {
+function nightly(now: number, daysAgo: number, read: number, zone = 'UTC'): HistoryRun {
   const end = now - daysAgo * DAY;
-  return { id: daysAgo, windowStartMs: end - DAY, windowEndMs: end, read, rejected: 0, startedAtMs: end + 600_000, finishedAtMs: end + 660_000, watermarkBeforeMs: end - DAY, watermarkAfterMs: end, checks: [], ...extra };
+  return past({ id: daysAgo, windowStartMs: end - DAY, windowEndMs: end, read, rejected: 0, startedAtMs: end + 600_000, finishedAtMs: end + 660_000, watermarkBeforeMs: end - DAY, watermarkAfterMs: end }, zone);
 }
 
 function facts(now: number, read: number, extra: Partial<RunFacts> = {}): RunFacts {
@@ -28,7 +34,7 @@ const SUNDAY = Date.parse('2026-03-15T11:00:00Z');
 
 test('a weekday business: Sundays are compared with Sundays once there are three of them, so a quiet Sunday is not a warning', (t) => {
   // Four weeks: 400 rows a weekday, 20 on Sundays.
-  const history = Array.from({ length: 28 }, (_, i) => nightly(SUNDAY, i + 1, (i + 1) % 7 === 0 ? 20 : 400));
+  const history = Array.from({ length: 28 }, (_, i) => nightly(SUNDAY, i + 1, (i + 1) % 7 === 0 ? 20 : 400, 'Europe/Berlin'));
   const reference = comparableRuns({ startMs: SUNDAY - DAY, endMs: SUNDAY }, history, 'Europe/Berlin');
   t.is(reference.matched, 'week');
   t.deepEqual(reference.runs.map((r) => r.id), [7, 14, 21, 28]);
@@ -71,7 +77,7 @@ test('an hourly job compares 15:00 with earlier afternoons, not with the night',
       const end = now - (i + 1) * HOUR;
       const hour = new Date(end - HOUR / 2).getUTCHours();
       // Eight days of hourly windows: 1,000 rows an hour in the afternoon, 50 at night.
-      return { id: i + 1, windowStartMs: end - HOUR, windowEndMs: end, read: hour >= 12 && hour < 20 ? 1000 : 50, rejected: 0, startedAtMs: end, finishedAtMs: end + 1000, watermarkBeforeMs: end - HOUR, watermarkAfterMs: end, checks: [] };
+      return past({ id: i + 1, windowStartMs: end - HOUR, windowEndMs: end, read: hour >= 12 && hour < 20 ? 1000 : 50, rejected: 0, startedAtMs: end, finishedAtMs: end + 1000, watermarkBeforeMs: end - HOUR, watermarkAfterMs: end });
     });
   const afternoon = Date.parse('2026-03-15T15:00:00Z');
   const window = { startMs: afternoon - HOUR, endMs: afternoon };
@@ -103,7 +109,7 @@ test('the lag at the start of a run: a missed night is a warning, a Monday after
     const weekday = new Date(end).getUTCDay(); // the day the run starts on
     if (weekday === 0 || weekday === 6) continue;
     const gap = weekday === 1 ? 3 * DAY : DAY;
-    weekdays.push({ id: d, windowStartMs: end - gap, windowEndMs: end, read: 100, rejected: 0, startedAtMs: end, finishedAtMs: end + 60_000, watermarkBeforeMs: end - gap, watermarkAfterMs: end, checks: [] });
+    weekdays.push(past({ id: d, windowStartMs: end - gap, windowEndMs: end, read: 100, rejected: 0, startedAtMs: end, finishedAtMs: end + 60_000, watermarkBeforeMs: end - gap, watermarkAfterMs: end }));
   }
   const window = { startMs: monday - 3 * DAY, endMs: monday };
   const mondays = comparableRuns(window, weekdays, 'UTC');
@@ -242,4 +248,31 @@ test('a watermark that was days behind when the run started (runs missed) is wat
     t.is(run.code, 0, run.stderr);
     t.regex(run.stdout, /watermark_lag {6}the watermark was 4 d behind when the run started, usually 24 h 10 min \(4 runs at this time of the week\); more than 2 d means runs were missed/);
   });
+});
+
+test('the state store places each past window in the job\'s time zone as the verdict does, across a change of daylight-saving time', async (t) => {
+  const project = await projectWithRows(t, []);
+  t.is((await project.cli(['migrate'])).code, 0);
+  // Windows across the night Berlin moves to summer time (29 March 2026) and New York's (8 March).
+  const windows = [['2026-03-28T12:00:00Z', '2026-03-29T12:00:00Z'], ['2026-03-07T23:30:00Z', '2026-03-08T23:30:00Z'], ['2026-07-01T00:00:00Z', '2026-07-01T01:00:00Z']];
+  await project.db.stateSql(
+    `insert into convey.runs (job, mode, status, started_at, finished_at, window_start, window_end, counts, convey_version, host, pid)
+     select 'orders', 'run', 'succeeded', now() - interval '1 hour', now() - interval '1 hour', s, e, '{}', 'test', 'fixture', 0
+       from unnest($1::timestamptz[], $2::timestamptz[]) as t(s, e)`,
+    [windows.map((w) => w[0]), windows.map((w) => w[1])],
+  );
+  const { rows: [{ id }] } = await project.db.stateSql(`insert into convey.runs (job, mode, status, convey_version, host, pid) values ('orders', 'run', 'running', 'test', 'fixture', 0) returning id::int as id`);
+  const store = await openStateStore(stateLocation(project.dir, project.env), 'test');
+  try {
+    for (const zone of ['Europe/Berlin', 'America/New_York', 'Asia/Kolkata']) {
+      const history = await successfulRunsBefore(store.db, 'orders', 'run', { runId: id, historyMs: 365 * DAY, limit: 10, timezone: zone });
+      t.deepEqual(
+        history.map((r) => r.midWeekMinute),
+        history.map((r) => weekMinute((r.windowStartMs + r.windowEndMs) / 2, zone)),
+        zone,
+      );
+    }
+  } finally {
+    await store.close();
+  }
 });

@@ -27,23 +27,20 @@ export interface Comparable {
  */
 export function comparableRuns(window: { startMs: number; endMs: number }, runs: readonly HistoryRun[], zone: string): Comparable {
   const toleranceMin = Math.max(60, (window.endMs - window.startMs) / MINUTE / 2);
-  const here = phase((window.startMs + window.endMs) / 2, zone);
-  for (const [matched, period] of [['week', WEEK_MIN], ['day', DAY_MIN]] as const) {
+  const here = weekMinute((window.startMs + window.endMs) / 2, zone);
+  for (const period of [WEEK_MIN, DAY_MIN]) {
     if (toleranceMin * 2 >= period) continue; // the window spans the whole cycle: every run matches
-    const near = runs.filter((r) => {
-      const there = phase((r.windowStartMs + r.windowEndMs) / 2, zone);
-      return circularDistance(here[matched], there[matched], period) <= toleranceMin;
-    });
+    const near = runs.filter((r) => circularDistance(here % period, r.midWeekMinute % period, period) <= toleranceMin);
+    const matched = period === WEEK_MIN ? 'week' : 'day';
     if (near.length >= MIN_COMPARABLE) return { runs: near, matched };
   }
   return { runs: [...runs], matched: 'all' };
 }
 
-/** Minutes into the local week (Monday 00:00 = 0) and into the local day. */
-function phase(ms: number, zone: string): { week: number; day: number } {
+/** Minutes into the local week (Monday 00:00 = 0), as the history query computes them for past runs. */
+export function weekMinute(ms: number, zone: string): number {
   const t = DateTime.fromMillis(ms, { zone });
-  const day = t.hour * 60 + t.minute;
-  return { week: (t.weekday - 1) * DAY_MIN + day, day };
+  return (t.weekday - 1) * DAY_MIN + t.hour * 60 + t.minute;
 }
 
 function circularDistance(a: number, b: number, period: number): number {

@@ -15,6 +15,8 @@ export interface HistoryRun {
   watermarkAfterMs: number | null;
   /** The checks that warned about this run. */
   checks: string[];
+  /** The middle of its window in the job's zone: minutes into the week (Monday 00:00 = 0). */
+  midWeekMinute: number;
 }
 
 const ms = (column: string): string => `(extract(epoch from ${column}) * 1000)::float8`;
@@ -22,22 +24,26 @@ const ms = (column: string): string => `(extract(epoch from ${column}) * 1000)::
 /**
  * The job's successful runs of one mode that started within `historyMs` before run `runId` did
  * (by the state store's clock, which stamped both): what that run is compared with. Newest first,
- * at most `limit` (an hourly job has 1,344 runs in 8 weeks; each row is small).
+ * at most `limit` (an hourly job has 1,344 runs in 8 weeks; each row is small). The local time of
+ * each window's middle is computed here: luxon took 23 µs a run for it (0.9 s for 40,000),
+ * PostgreSQL a small part of the query.
  */
-export async function successfulRunsBefore(q: Queryable, job: string, mode: RunMode, options: { runId: number; historyMs: number; limit: number }): Promise<HistoryRun[]> {
+export async function successfulRunsBefore(q: Queryable, job: string, mode: RunMode, options: { runId: number; historyMs: number; limit: number; timezone: string }): Promise<HistoryRun[]> {
   const { rows } = await q.query<HistoryRun>(
     `select id::int as id, ${ms('window_start')} as "windowStartMs", ${ms('window_end')} as "windowEndMs",
             coalesce((counts->>'read')::int, 0) as read, coalesce((counts->>'rejected')::int, 0) as rejected,
             ${ms('started_at')} as "startedAtMs", ${ms('finished_at')} as "finishedAtMs",
             ${ms('watermark_before')} as "watermarkBeforeMs", ${ms('watermark_after')} as "watermarkAfterMs",
-            array(select w->>'check' from jsonb_array_elements(coalesce(warnings, '[]')) w) as checks
-       from convey.runs
+            array(select w->>'check' from jsonb_array_elements(coalesce(warnings, '[]')) w) as checks,
+            ((extract(isodow from mid) - 1) * 1440 + extract(hour from mid) * 60 + extract(minute from mid))::int as "midWeekMinute"
+       from convey.runs,
+            lateral (select (window_start + (window_end - window_start) / 2) at time zone $6 as mid) local
       where job = $1 and mode = $2 and status = 'succeeded' and id < $3
         and window_start is not null and window_end is not null and finished_at is not null
         and started_at > (select started_at from convey.runs where id = $3) - $4::float8 * interval '1 millisecond'
       order by id desc
       limit $5`,
-    [job, mode, options.runId, options.historyMs, options.limit],
+    [job, mode, options.runId, options.historyMs, options.limit, options.timezone],
   );
   return rows;
 }
