@@ -55,11 +55,9 @@ const summary: RunSummary = {
   job: 'orders', runId: 7, mode: 'run', status: 'failed', window: null,
   read: 10, sent: 0, alreadySent: 0, rejected: 0, failed: 10, deferred: 0, skipped: 0, retried: 0, resent: 0, requests: 10,
   watermark: { before: null, after: null }, durationMs: 1200, warnings: [],
-};
-Object.assign(summary, {
   headline: 'every request failed: the endpoint presents a certificate no one vouches for (TLS)',
-  failures: [{ cause: 'tls:SELF_SIGNED_CERT', kind: 'tls', code: 'SELF_SIGNED_CERT_IN_CHAIN', message: 'self-signed certificate in certificate chain', endpoint: 'https://logx.example/v1/events', conversions: 10, firstSeen: '2026-12-04T03:15:01Z', lastSeen: '2026-12-04T03:15:02Z', retryable: false, action: 'Install the CA or fix the endpoint.' }],
-});
+  failures: [{ cause: 'tls_SELF_SIGNED_CERT_IN_CHAIN', kind: 'tls', code: 'SELF_SIGNED_CERT_IN_CHAIN', message: 'self-signed certificate in certificate chain', endpoint: 'https://logx.example/v1/events', conversions: 10, firstSeen: '2026-12-04T03:15:01Z', lastSeen: '2026-12-04T03:15:02Z', retryable: false, action: 'Install the CA or fix the endpoint.' }],
+};
 
 const failedRun = (): FinishedRun => ({
   job: 'orders', mode: 'run', command: 'convey run orders', runId: 7, exitCode: 1, summary,

@@ -54,7 +54,7 @@ test('the webhook speaks once per change of state: first failure, still failing 
 });
 
 test('Slack format: text for the notification, blocks with the cause and counts, escaped', (t) => {
-  const summary = { job: 'orders', runId: 3, mode: 'run', status: 'failed', window: null, read: 5, sent: 0, alreadySent: 0, rejected: 0, failed: 5, deferred: 0, skipped: 0, retried: 0, resent: 0, requests: 10, watermark: { before: null, after: null }, durationMs: 900, warnings: [] } as RunSummary;
+  const summary = { job: 'orders', runId: 3, mode: 'run', status: 'failed', window: null, read: 5, sent: 0, alreadySent: 0, rejected: 0, failed: 5, deferred: 0, skipped: 0, retried: 0, resent: 0, requests: 10, watermark: { before: null, after: null }, durationMs: 900, warnings: [], failures: [] } as RunSummary;
   const body = slackBody('failed', { job: 'orders', mode: 'run', command: 'convey run orders', runId: 3, exitCode: 1, summary, startedAtMs: 0, finishedAtMs: 900 }, { state: 'ok', failures: 0, sinceMs: 0 }, { state: 'failing', failures: 1, sinceMs: 900 }) as { text: string; blocks: Array<{ type: string; text?: { type: string; text: string } }> };
   t.regex(body.text, /^:x: convey run orders failed \(exit 1\)\n5 conversions failed after every retry\nread 5 · sent 0/);
   t.deepEqual(body.blocks.map((b) => b.type), ['section', 'section', 'context']);
@@ -113,7 +113,7 @@ test('GitHub Actions: the run and the plan in the step summary, failures and war
 
 test('annotations: one ::warning per warning, titled by its check; data and properties escaped as the runner reads them', (t) => {
   const summary = { job: 'orders', runId: 3, mode: 'run', status: 'succeeded', window: null, read: 0, sent: 0, alreadySent: 0, rejected: 0, failed: 0, deferred: 0, skipped: 0, retried: 0, resent: 0, requests: 0, watermark: { before: null, after: null }, durationMs: 900,
-    warnings: [{ check: 'low_volume', message: 'read 0 rows, usually about 40,000 (100%)\nsecond line', observed: 0 }] } as RunSummary;
+    failures: [], warnings: [{ check: 'low_volume', message: 'read 0 rows, usually about 40,000 (100%)\nsecond line', observed: 0 }] } as RunSummary;
   t.deepEqual(runAnnotations({ job: 'orders', mode: 'run', command: 'convey run orders', runId: 3, exitCode: 0, summary, startedAtMs: 0, finishedAtMs: 900 }), [
     '::warning title=convey run orders%3A low_volume::read 0 rows, usually about 40,000 (100%25)%0Asecond line',
   ]);

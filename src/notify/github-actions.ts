@@ -1,6 +1,7 @@
 import { appendFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { GithubConfig } from '../config/notify.ts';
+import { describeCause } from '../delivery/failure.ts';
 import { failuresOf, headline, n, outcomeOf, titleOf, warningsOf } from './report.ts';
 import type { FinishedRun, Notifier, NotifyDeps, PlanOutcome } from './notifier.ts';
 
@@ -81,8 +82,8 @@ export function runMarkdown(run: FinishedRun): string {
   }
   const failures = failuresOf(s);
   if (failures.length) {
-    lines.push('| what failed | conversions | endpoint | first seen | last seen | what to do |', '|---|---:|---|---|---|---|');
-    for (const f of failures) lines.push(`| ${cell(f.message)} | ${n(f.conversions)} | ${cell(f.endpoint)} | ${f.firstSeen} | ${f.lastSeen} | ${cell(f.action)} |`);
+    lines.push('| what failed | conversions | endpoint | answer | first seen | last seen | what to do |', '|---|---:|---|---|---|---|---|');
+    for (const f of failures) lines.push(`| ${cell(describeCause(f))} | ${n(f.conversions)} | ${cell(f.endpoint)} | ${cell(f.message)} | ${f.firstSeen} | ${f.lastSeen} | ${cell(f.action)} |`);
     lines.push('');
   }
   const warnings = warningsOf(run);

@@ -1,3 +1,5 @@
+import { describeCause } from '../delivery/failure.ts';
+import type { FailureGroup } from '../pipeline/failures.ts';
 import type { RunSummary } from '../pipeline/run-job.ts';
 import type { RunWarning } from '../verdict/warning.ts';
 import type { FinishedRun } from './notifier.ts';
@@ -8,25 +10,7 @@ import type { FinishedRun } from './notifier.ts';
  * these, so the channels never disagree.
  */
 
-/** One cause of failure, as the run summary groups them (`failures`, issue 12 part 1). */
-export interface FailureCause {
-  cause: string;
-  kind: string;
-  status?: number;
-  code?: string;
-  message: string;
-  endpoint: string;
-  conversions: number;
-  firstSeen: string;
-  lastSeen: string;
-  retryable: boolean;
-  action: string;
-}
-
-export const failuresOf = (summary: RunSummary | undefined): FailureCause[] =>
-  ((summary as { failures?: FailureCause[] } | undefined)?.failures ?? []);
-
-const summaryHeadline = (summary: RunSummary | undefined): string | undefined => (summary as { headline?: string } | undefined)?.headline;
+export const failuresOf = (summary: RunSummary | undefined): FailureGroup[] => summary?.failures ?? [];
 
 export const warningsOf = (run: FinishedRun): RunWarning[] => run.summary?.warnings ?? [];
 
@@ -64,10 +48,9 @@ export function headline(run: FinishedRun): string | undefined {
   if (run.error) return run.error.message.split('\n')[0];
   const summary = run.summary;
   if (!summary) return undefined;
-  const given = summaryHeadline(summary);
-  if (given) return given;
+  if (summary.headline) return summary.headline;
   const first = failuresOf(summary)[0];
-  if (summary.failed > 0) return `${n(summary.failed)} conversion${summary.failed === 1 ? '' : 's'} failed after every retry${first ? `: ${first.message}` : ''}`;
+  if (summary.failed > 0) return `${n(summary.failed)} conversion${summary.failed === 1 ? '' : 's'} failed after every retry${first ? `: ${describeCause(first)} at ${first.endpoint}` : ''}`;
   if (summary.status === 'failed') return `${n(summary.rejected)} rows rejected, more than the job allows`;
   return undefined;
 }
@@ -80,9 +63,9 @@ export function countsLine(summary: RunSummary): string {
   return parts.join(' · ');
 }
 
-/** "TLS: self-signed certificate (10 conversions, https://…): what to do" */
-export function failureLine(failure: FailureCause): string {
-  return `${failure.message} (${n(failure.conversions)} conversion${failure.conversions === 1 ? '' : 's'}, ${failure.endpoint})${failure.action ? `: ${failure.action}` : ''}`;
+/** "10 × the endpoint failed every attempt (HTTP 500) at https://…: «answer». What to do." */
+export function failureLine(f: FailureGroup): string {
+  return `${n(f.conversions)} × ${describeCause(f)} at ${f.endpoint}${f.message ? `: «${f.message.split('\n')[0]}»` : ''}. ${f.action}`;
 }
 
 export const warningLine = (warning: RunWarning): string => `${warning.check}: ${warning.message}`;
