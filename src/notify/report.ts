@@ -50,7 +50,7 @@ export function headline(run: FinishedRun): string | undefined {
   if (!summary) return undefined;
   if (summary.headline) return summary.headline;
   const first = failuresOf(summary)[0];
-  if (summary.failed > 0) return `${n(summary.failed)} conversion${summary.failed === 1 ? '' : 's'} failed after every retry${first ? `: ${describeCause(first)} at ${first.endpoint}` : ''}`;
+  if (summary.failed > 0) return `${n(summary.failed)} conversion${summary.failed === 1 ? '' : 's'} failed after every retry${first ? `: ${describeCause(first)}` : ''}`;
   if (summary.status === 'failed') return `${n(summary.rejected)} rows rejected, more than the job allows`;
   return undefined;
 }
