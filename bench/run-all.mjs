@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark in turn against the built CLI, then one Markdown table with
 // the machine it ran on, written to bench/results/latest.md and printed.
 //
-//   node bench/run-all.mjs [name…]     (names: sdk classic events memory rate idle embedded sources compare runners; default all)
+//   node bench/run-all.mjs [name…]     (names: sdk classic events memory rate idle embedded sources compare runners verdict; default all)
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -20,6 +20,7 @@ const BENCHES = {
   sources: () => import('./sources.mjs'),
   compare: () => import('./compare-memory.mjs'),
   runners: () => import('./runners.mjs'),
+  verdict: () => import('./verdict-history.mjs'),
 };
 
 requireBuild();

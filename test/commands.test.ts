@@ -162,16 +162,16 @@ test('status at a glance: one line per job (state, last run, lag, failing since,
       t.deepEqual(json.map((j) => [j.job, j.state]), [['broken', 'failing'], ['idle', 'never run'], ['orders', 'ok']]);
       t.like(json[0], { failingSince: { runId: 2, runs: 2 }, failed: 6, lastFailure: { runId: 3, failures: [{ cause: 'http_500', conversions: 6 }] } });
 
-      // Warnings are the run's verdict, stored with the run where the store keeps them: read
-      // from a `warnings` field when the run record has one.
-      await project.db.stateSql(`alter table convey.runs add column warnings jsonb`);
-      await project.db.stateSql(`update convey.runs set warnings = $1 where id = 1`, [JSON.stringify([{ check: 'rows', message: 'read 6 rows; usually 38,000–42,000' }, 'a new reject reason'])]);
-      t.regex((await project.cli(['status'])).stdout, /^orders +ok .* 2: read 6 rows; usually 38,000–42,000, …$/m);
-      t.regex((await project.cli(['status', 'orders'])).stdout, /warnings +read 6 rows; usually 38,000–42,000\n +a new reject reason\n/);
-      t.deepEqual((await project.cli(['status', 'orders', '--json'])).json<{ jobs: Array<{ warnings: unknown[] }> }>().jobs[0]!.warnings, [
-        { check: 'rows', message: 'read 6 rows; usually 38,000–42,000' },
-        'a new reject reason',
-      ]);
+      // Warnings are the run's verdict (src/verdict/), stored with the run: the table names their
+      // checks, the detail has their sentences.
+      const warnings = [
+        { check: 'low_volume', message: 'read 6 rows, usually about 40,000 for a window this long (4 runs at this time of the week); fewer than 8,000 is unusual', observed: 6 },
+        { check: 'new_reject_reason', message: 'rows rejected for a reason this job never had before: bad_revenue (1 row: revenue_cents "1.5" is not an integer)', observed: 1, reasons: ['bad_revenue'] },
+      ];
+      await project.db.stateSql(`update convey.runs set warnings = $1 where id = 1`, [JSON.stringify(warnings)]);
+      t.regex((await project.cli(['status'])).stdout, /^orders +ok .* low_volume, new_reject_reason$/m);
+      t.regex((await project.cli(['status', 'orders'])).stdout, /warnings +low_volume: read 6 rows, usually about 40,000 .*\n +new_reject_reason: rows rejected for a reason/);
+      t.deepEqual((await project.cli(['status', 'orders', '--json'])).json<{ jobs: Array<{ warnings: unknown[] }> }>().jobs[0]!.warnings, warnings);
     });
   });
   // The endpoint is fixed: the next run sends the failed conversions first, and the job is ok.

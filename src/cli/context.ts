@@ -3,6 +3,7 @@ import { loadJob, loadProject, type JobConfig, type Project } from '../config/pr
 import { isSelection, type Selection } from '../config/select.ts';
 import { createDeliveryEngine } from '../delivery/engine.ts';
 import { createDestination, type ResolvedDestination } from '../destinations/index.ts';
+import { didYouMean } from '../config/did-you-mean.ts';
 import { ConveyError } from '../errors.ts';
 import { ndjsonTransport, type Transport } from '../pipeline/transport.ts';
 import { openSource, type Source } from '../source/open.ts';
@@ -17,6 +18,7 @@ import { migrations } from '../../migrations/index.ts';
 import { pendingMigrations } from '../state/migrate.ts';
 import { openStateStore, stateLocation, type StateStore } from '../state/store.ts';
 import { systemClock } from '../time/clock.ts';
+import { isWarningCheck, WARNING_CHECKS, type WarningCheck } from '../verdict/warning.ts';
 import type { CliIO } from './io.ts';
 
 export interface CommonFlags {
@@ -167,4 +169,25 @@ export function positiveInteger(flag: string): (value: string) => number {
     if (n < 1) throw new ConveyError('USAGE', `${flag} must be at least 1, got ${n}`, { hint: `e.g. ${flag} 4` });
     return n;
   };
+}
+
+/**
+ * `--fail-on warnings` or `--fail-on low_volume,new_reject_reason` (also repeated): the verdict's
+ * checks that turn a successful run's exit code into 5.
+ */
+export function failOnOption(): Option {
+  return new Option('--fail-on <checks>', `exit 5 when the run succeeded but got one of these warnings: "warnings" (any), or a list of ${WARNING_CHECKS.join(', ')}`).argParser(
+    (value: string, previous: Set<WarningCheck> | undefined): Set<WarningCheck> => {
+      const checks = new Set(previous);
+      for (const name of value.split(',').map((v) => v.trim()).filter(Boolean)) {
+        if (name === 'warnings') WARNING_CHECKS.forEach((c) => checks.add(c));
+        else if (isWarningCheck(name)) checks.add(name);
+        else {
+          const guess = didYouMean(name, ['warnings', ...WARNING_CHECKS]);
+          throw new ConveyError('USAGE', `--fail-on: "${name}" is not a check`, { hint: guess ? `Did you mean "${guess}"?` : `Use warnings, or one of ${WARNING_CHECKS.join(', ')}.` });
+        }
+      }
+      return checks;
+    },
+  );
 }

@@ -1,5 +1,6 @@
-import type { ErrorCode } from '../errors.ts';
+import { toConveyError, type ErrorCode } from '../errors.ts';
 import type { RunStatus } from '../state/sql/runs.ts';
+import type { RunWarning, WarningCheck } from '../verdict/warning.ts';
 
 /**
  * Exit codes, the whole contract with cron and CI (README "Exit codes" repeats this table):
@@ -10,6 +11,9 @@ import type { RunStatus } from '../state/sql/runs.ts';
  *   2   bad config or mapping (settings, SQL, columns, arguments): nothing was sent
  *   3   the source database refused or could not be reached
  *   4   the state store could not be reached or prepared
+ *   5   only with --fail-on: the run succeeded, but the verdict (src/verdict/) found a warning
+ *       that --fail-on names. 5 is the first code no other outcome uses; a run that also failed
+ *       exits 1, which says more
  *   70  a bug in convey
  *   75  another run holds the job (or the embedded store): nothing was sent; try later
  *   130 stopped by SIGINT, 143 by SIGTERM: requests in flight were finished and recorded; the
@@ -21,6 +25,7 @@ export const ExitCode = {
   CONFIG: 2,
   SOURCE: 3,
   STATE: 4,
+  WARNINGS: 5,
   INTERNAL: 70,
   LOCKED: 75,
   SIGINT: 130,
@@ -47,6 +52,12 @@ export function exitCodeForError(code: ErrorCode): number {
   }
 }
 
+/** The exit code of a command that stopped on `error`: 130/143 by the signal for an interruption. */
+export function exitCodeOf(error: unknown, signal: NodeJS.Signals | undefined): number {
+  const code = toConveyError(error).code;
+  return code === 'INTERRUPTED' ? exitCodeForStatus('interrupted', signal) : exitCodeForError(code);
+}
+
 export function exitCodeForStatus(status: RunStatus, signal: NodeJS.Signals | undefined): number {
   switch (status) {
     case 'succeeded':
@@ -56,4 +67,18 @@ export function exitCodeForStatus(status: RunStatus, signal: NodeJS.Signals | un
     default:
       return ExitCode.FAILED;
   }
+}
+
+/**
+ * A finished run's exit code. Warnings change it only when asked (`--fail-on warnings`, or
+ * per check): a quiet night must not page anyone who did not choose that.
+ */
+export function exitCodeForRun(
+  run: { status: RunStatus; warnings: readonly RunWarning[] },
+  signal: NodeJS.Signals | undefined,
+  failOn: ReadonlySet<WarningCheck> | undefined,
+): number {
+  const code = exitCodeForStatus(run.status, signal);
+  if (code === ExitCode.OK && failOn && run.warnings.some((w) => failOn.has(w.check))) return ExitCode.WARNINGS;
+  return code;
 }

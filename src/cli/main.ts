@@ -15,7 +15,7 @@ import { initCommand } from './commands/init.ts';
 import { newCommand } from './commands/new.ts';
 import { statusCommand } from './commands/status.ts';
 import { testCommand } from './commands/test.ts';
-import { ExitCode, exitCodeForError, exitCodeForStatus } from './exit-codes.ts';
+import { ExitCode, exitCodeOf } from './exit-codes.ts';
 import type { CliIO } from './io.ts';
 
 /** Builds the command tree; commands report their exit code with `io.setExitCode`, never exit. */
@@ -60,8 +60,7 @@ export function reportError(io: CliIO, error: unknown): number {
   io.logger.error(conveyError.message, { code: conveyError.code, ...(conveyError.hint ? { hint: conveyError.hint } : {}) });
   if (conveyError.code === 'INTERNAL' && conveyError.cause instanceof Error) io.logger.debug(conveyError.cause.stack ?? '');
   // 130 or 143 by the signal that stopped the command, as for a run.
-  if (conveyError.code === 'INTERRUPTED') return exitCodeForStatus('interrupted', io.signal.reason as NodeJS.Signals | undefined);
-  return exitCodeForError(conveyError.code);
+  return exitCodeOf(conveyError, io.signal.reason as NodeJS.Signals | undefined);
 }
 
 /**

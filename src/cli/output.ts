@@ -42,6 +42,7 @@ export function formatSummary(s: RunSummary): string {
     lines.push(`  watermark     ${s.watermark.before ?? '(none)'} → ${s.watermark.after ?? '(none)'}`);
   }
   if (s.failures.length) lines.push('  why failed    by cause, most conversions first', ...formatFailures(s.failures, '    '));
+  lines.push(...formatVerdict(s));
   return lines.join('\n') + '\n';
 }
 
@@ -66,6 +67,15 @@ export function logFailures(logger: Logger, s: RunSummary): void {
     if (g.retryable) logger.warn(text, fields);
     else logger.error(text, fields);
   }
+}
+
+/** The verdict against the job's history: each warning on its line, or why there is none. */
+function formatVerdict(s: RunSummary): string[] {
+  const b = s.baseline;
+  if (!b) return [];
+  if (b.needed) return [`  verdict       none yet (${b.runs} earlier successful run${b.runs === 1 ? '' : 's'} of this mode, ${b.needed} needed)`];
+  if (!s.warnings.length) return [`  verdict       as usual (compared with ${b.comparable} of ${b.runs} earlier runs)`];
+  return [`  warnings      ${s.warnings.length} (compared with ${b.comparable} of ${b.runs} earlier runs; --fail-on turns them into exit 5)`, ...s.warnings.map((w) => `    ${w.check.padEnd(18)} ${w.message}`)];
 }
 
 /**

@@ -100,7 +100,7 @@ async function runOne(
       turns.set(folder, before.then(() => mine));
       await before;
     }
-    const summary = await executeOnStore(io, store, target, { command: `${options.command} (${job})`, needsSource: true, progressLabel: `run ${job}`, progress: options.parallel === 1 && !options.json }, body);
+    const summary = await executeOnStore(io, store, target, { command: `${options.command} (${job})`, mode: 'run', needsSource: true, progressLabel: `run ${job}`, progress: options.parallel === 1 && !options.json }, body);
     return { job, status: summary.status, exitCode: exitCodeForStatus(summary.status, io.signal.reason as NodeJS.Signals | undefined), summary };
   } catch (caught) {
     const error = toConveyError(caught);

@@ -1,6 +1,7 @@
 import type { FailureGroup } from '../pipeline/failures.ts';
 import type { BackfillProgress } from '../state/sql/backfills.ts';
 import { formatDuration, formatFailures } from './output.ts';
+import type { RunWarning } from '../verdict/warning.ts';
 
 /**
  * What `convey status` knows of a job (its --json entry), and the two ways it is shown: one line
@@ -29,8 +30,8 @@ export interface JobStatus {
   inDoubt: number;
   /** Rejects not yet replayed or resolved. */
   rejects: number;
-  /** The last finished run's verdict warnings, when the store keeps them; [] otherwise. */
-  warnings: unknown[];
+  /** The last finished run's verdict warnings (src/verdict/); [] when it got none. */
+  warnings: RunWarning[];
   /** Why the last failed (or crashed) run failed: its causes, or the error that stopped it. */
   lastFailure: {
     runId: number;
@@ -68,16 +69,6 @@ export function formatAge(ms: number): string {
   return h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
 }
 
-/** A warning as text, whatever shape the run stored it in (text, or an object with a message). */
-export function warningText(warning: unknown): string {
-  if (typeof warning === 'string') return warning;
-  if (warning !== null && typeof warning === 'object') {
-    const w = warning as { message?: unknown; text?: unknown; check?: unknown };
-    for (const text of [w.message, w.text, w.check]) if (typeof text === 'string') return text;
-  }
-  return JSON.stringify(warning);
-}
-
 const ago = (iso: string | null, now: number): string => (iso ? `${formatAge(now - Date.parse(iso))} ago` : '');
 
 export const STATUS_COLUMNS = ['job', 'state', 'last run', 'lag', 'failing since', 'rejects', 'warnings'] as const;
@@ -90,7 +81,8 @@ export function statusCells(s: JobStatus, now: number): Record<(typeof STATUS_CO
       ? `#${s.lastRun.runId} ${s.lastRun.mode} ${s.lastRun.status} ${ago(s.lastRun.finishedAt ?? s.lastRun.startedAt, now)}`
       : '-';
   const failing = s.failingSince ? `${ago(s.failingSince.startedAt, now)} (${s.failingSince.runs} run${s.failingSince.runs === 1 ? '' : 's'})` : '-';
-  const warnings = s.warnings.length ? `${s.warnings.length}: ${warningText(s.warnings[0])}${s.warnings.length > 1 ? ', …' : ''}` : '-';
+  // The checks' codes fit a table cell; `convey status <job>` has each warning's sentence.
+  const warnings = s.warnings.length ? [...new Set(s.warnings.map((w) => w.check))].join(', ') : '-';
   const unknown = s.state === 'unknown';
   return {
     job: s.job,
@@ -125,7 +117,7 @@ export function formatStatusDetail(s: JobStatus, now: number, heldBy?: string): 
   lines.push(`  waiting    ${s.failed} failed${s.inDoubt ? `, ${s.inDoubt} in doubt` : ''} (sent first by the next run; convey retry ${s.job} sends them now)`);
   lines.push(`  rejects    ${s.rejects} open${s.rejects ? ` (convey rejects ${s.job})` : ''}`);
   for (const b of s.backfills) lines.push(`  backfill   ${formatBackfill(b)}`);
-  if (s.warnings.length) lines.push(`  warnings   ${s.warnings.map(warningText).join('\n             ')}`);
+  if (s.warnings.length) lines.push(`  warnings   ${s.warnings.map((w) => `${w.check}: ${w.message}`).join('\n             ')}`);
   const f = s.lastFailure;
   if (f) {
     lines.push(`  last failure  run ${f.runId} (${f.mode}), ${f.finishedAt ?? 'not finished'}${f.finishedAt ? ` (${ago(f.finishedAt, now)})` : ''}`);

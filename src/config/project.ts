@@ -4,8 +4,10 @@ import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConveyError } from '../errors.ts';
 import { parseFixedDuration, parseInstant, type Instant } from '../time/instant.ts';
 import { conveyVersion } from '../package-root.ts';
+import { resolveAlerts, type AlertSettings } from './alerts.ts';
 import { didYouMean } from './did-you-mean.ts';
 import { interpolate } from './interpolate.ts';
+import { resolveNotify, type NotifyConfig } from './notify.ts';
 import { validateJobSettings, validateProjectConfig } from './schema-check.ts';
 
 /**
@@ -87,6 +89,10 @@ export interface JobConfig {
   timeouts: { connectMs?: number; headersMs?: number; bodyMs?: number };
   /** Labels for `--select tag:…`. */
   tags: string[];
+  /** The verdict's settings (src/verdict/). */
+  alerts: AlertSettings;
+  /** Where the outcome of a run goes (src/notify/): job settings and environment together. */
+  notify: NotifyConfig;
 }
 
 export interface Project {
@@ -188,7 +194,8 @@ export function loadJob(project: Project, name: string): JobConfig {
 export function jobFromText(project: Project, name: string, text: { settings: string; sql: string }, label = ''): JobConfig {
   const settingsFile = `${label}jobs/${name}.json`;
   const sqlFile = `${label}jobs/${name}.sql`;
-  const raw = interpolate(parseJson(withoutBom(text.settings), settingsFile), project.env, settingsFile);
+  const written = parseJson(withoutBom(text.settings), settingsFile);
+  const raw = interpolate(written, project.env, settingsFile);
   const problems = validateJobSettings(raw);
   if (problems.length) throw invalid(settingsFile, problems);
   const settings = raw as RawJobSettings;
@@ -228,6 +235,8 @@ export function jobFromText(project: Project, name: string, text: { settings: st
     retry: settings.retry,
     timeouts: settings.timeouts,
     tags: settings.tags,
+    alerts: resolveAlerts(settings.alerts, settingsFile),
+    notify: resolveNotify((written as { notify?: unknown }).notify, settings.notify, project.env, settingsFile, project.dir, name),
   };
 }
 
@@ -246,6 +255,8 @@ interface RawJobSettings {
   retry: JobConfig['retry'];
   timeouts: JobConfig['timeouts'];
   tags: string[];
+  alerts: unknown;
+  notify: unknown;
 }
 
 type RawDestination =

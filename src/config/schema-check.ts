@@ -69,7 +69,7 @@ function describe(error: ErrorObject): string {
     case 'minLength':
       return `${name} must not be empty`;
     case 'pattern':
-      return `${name} ${patternRule(at)}`;
+      return `${name} ${patternRule(at, String(params.pattern))}`;
     case 'format':
       return `${name} must be ${formatRule(String(params.format))}`;
     case 'discriminator': {
@@ -95,9 +95,9 @@ const article = (type: string): string =>
   ({ integer: 'a whole number', number: 'a number', string: 'a string (in quotes)', boolean: 'true or false', object: 'an object ({...})', array: 'a list ([...])' })[type] ??
   `a ${type}`;
 
-function patternRule(at: string): string {
+function patternRule(at: string, pattern: string): string {
   const last = at.split('.').at(-1) ?? '';
-  if (last === 'lookback' || last === 'settle') return 'must be an ISO 8601 duration in days, hours, minutes or seconds, e.g. "PT2H" or "P1D"';
+  if (pattern.startsWith('^P(')) return 'must be an ISO 8601 duration in days, hours, minutes or seconds, e.g. "PT2H" or "P1D"';
   if (last === 'cursor') return 'must be a lower-case column name (letters, digits, _)';
   if (/Id$/.test(last)) return 'must be a string of digits, e.g. "1234567"';
   return 'has the wrong form';

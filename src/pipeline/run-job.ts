@@ -10,7 +10,9 @@ import { countOpenRejects } from '../state/sql/rejects.ts';
 import { finishRun, updateRunWindow, type RunMode, type RunStatus } from '../state/sql/runs.ts';
 import { readWatermark } from '../state/sql/watermarks.ts';
 import type { Clock } from '../time/clock.ts';
-import type { Instant } from '../time/instant.ts';
+import { toEpochMillis, type Instant } from '../time/instant.ts';
+import { judgeRun } from '../verdict/judge.ts';
+import type { Baseline, Verdict } from '../verdict/warning.ts';
 import { describeJobMapping } from './checked-batches.ts';
 import { zeroCounts, type RunCounts } from './counts.ts';
 import { failureHeadline, Failures, type FailureGroup } from './failures.ts';
@@ -36,6 +38,10 @@ export interface RunSummary extends RunCounts {
   failures: FailureGroup[];
   /** One line when the run failed for a cause retrying cannot fix (TLS, DNS, 401/403/404, 3xx). */
   headline?: string;
+  /** What the verdict found unusual against the job's history (src/verdict/); stored with the run. */
+  warnings: Verdict['warnings'];
+  /** What the run was compared with; absent when it got no verdict (retry, replay, interrupted). */
+  baseline?: Baseline;
 }
 
 export interface RunJobDeps {
@@ -55,6 +61,8 @@ export interface RunJobDeps {
   onProgress?: (counts: RunCounts, window: Window | null) => void;
   /** Filled in by the source read as it goes (for the progress line's total). */
   readStats?: SpoolStats;
+  /** The run holds the job and is recorded (a heartbeat's /start). */
+  onStarted?: (runId: number) => void;
 }
 
 /** What one kind of run does once it holds the job. */
@@ -89,8 +97,10 @@ export interface RunContext {
 export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSummary> {
   const { db, job, clock } = deps;
   const startedAt = clock.monotonic();
+  const startedAtMs = clock.now();
   const held = await holdJob(db, job.name, plan.mode, { sqlHash: job.sqlHash }, deps.host);
   deps.describeHolder?.({ job: job.name, runId: held.runId });
+  deps.onStarted?.(held.runId);
   const counts = zeroCounts();
   const failures = new Failures();
   const details: Record<string, unknown> = {};
@@ -139,6 +149,16 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
     const failed = failures.list(job.name);
     await finishRun(db, held.runId, { status, counts: { ...counts }, watermarkAfter: after, failures: failed });
     const headline = status === 'failed' ? failureHeadline(failed) : undefined;
+    const verdict = await judge(deps, {
+      runId: held.runId,
+      mode: plan.mode,
+      status,
+      window,
+      counts,
+      before,
+      after,
+      startedAtMs,
+    });
     return {
       job: job.name,
       runId: held.runId,
@@ -151,6 +171,8 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       ...(Object.keys(details).length ? { details } : {}),
       failures: failed,
       ...(headline ? { headline } : {}),
+      warnings: verdict.warnings,
+      ...(verdict.baseline ? { baseline: verdict.baseline } : {}),
     };
   } catch (caught) {
     // Once the lock is gone, whatever failed next (a write on a connection the server has ended)
@@ -168,6 +190,42 @@ function lockLostError(db: Db, job: string): ConveyError {
   return new ConveyError('STATE_ERROR', `lost the state store connection holding job "${job}": ${errorMessage(db.lockLost.reason)}`, {
     hint: 'This run stopped sending at once; everything sent so far is recorded (or in doubt, and resent by the next run). Check the state store and run again.',
   });
+}
+
+/**
+ * The verdict on a finished run, logged as warnings. A verdict that cannot be made (the history
+ * unreadable) is logged and leaves the run as it ended: everything was sent and recorded.
+ */
+async function judge(
+  deps: RunJobDeps,
+  run: { runId: number; mode: RunMode; status: RunStatus; window: Window | null; counts: RunCounts; before: Instant | undefined; after: Instant | undefined; startedAtMs: number },
+): Promise<Verdict> {
+  if (!run.window) return { warnings: [], baseline: null };
+  try {
+    const verdict = await judgeRun(
+      deps.db,
+      {
+        job: deps.job.name,
+        runId: run.runId,
+        mode: run.mode,
+        status: run.status,
+        timezone: deps.job.timezone,
+        window: { startMs: toEpochMillis(run.window.start), endMs: toEpochMillis(run.window.end) },
+        read: run.counts.read,
+        rejected: run.counts.rejected,
+        startedAtMs: run.startedAtMs,
+        endedAtMs: deps.clock.now(),
+        watermarkBeforeMs: run.before ? toEpochMillis(run.before) : null,
+        watermarkAfterMs: run.after ? toEpochMillis(run.after) : null,
+      },
+      deps.job.alerts,
+    );
+    for (const warning of verdict.warnings) deps.logger.warn(warning.message, { check: warning.check, runId: run.runId });
+    return verdict;
+  } catch (error) {
+    deps.logger.warn(`could not compare run ${run.runId} with the job's history: ${errorMessage(error)}`, { runId: run.runId });
+    return { warnings: [], baseline: null };
+  }
 }
 
 /**

@@ -3,9 +3,10 @@ import { ConveyError } from '../../errors.ts';
 import { backfillJob } from '../../pipeline/backfill.ts';
 import { parseRange } from '../../pipeline/range.ts';
 import { latestOpenBackfill } from '../../state/sql/backfills.ts';
-import { projectFrom, resolveJob, withProjectOption, withStateReadOnly, type CommonFlags } from '../context.ts';
+import { failOnOption, projectFrom, resolveJob, withProjectOption, withStateReadOnly, type CommonFlags } from '../context.ts';
 import { executeCommand } from '../execute.ts';
 import type { CliIO } from '../io.ts';
+import type { WarningCheck } from '../../verdict/warning.ts';
 import { EXIT_CODES_HELP } from './run.ts';
 
 interface BackfillFlags extends CommonFlags {
@@ -15,6 +16,7 @@ interface BackfillFlags extends CommonFlags {
   chunk: string;
   resume?: boolean;
   resend?: boolean;
+  failOn?: Set<WarningCheck>;
 }
 
 export function backfillCommand(io: CliIO): Command {
@@ -29,6 +31,7 @@ export function backfillCommand(io: CliIO): Command {
       .option('--resume', "continue the job's last unfinished backfill (the same command again resumes too)")
       .option('--resend', 'send again conversions the ledger holds as sent (see below)')
       .option('--json', 'print the summary as one JSON object on stdout')
+      .addOption(failOnOption())
       .addHelpText(
         'after',
         `
@@ -54,7 +57,7 @@ ${EXIT_CODES_HELP}`,
       resend = open.resend;
     }
     const options = { range, chunk: flags.chunk, zone, resend };
-    await executeCommand(io, project, target, { json: flags.json, command: `convey backfill ${name}`, needsSource: true, progressLabel: `backfill ${name}` }, (deps, progress) =>
+    await executeCommand(io, project, target, { json: flags.json, failOn: flags.failOn, command: `convey backfill ${name}`, mode: 'backfill', needsSource: true, progressLabel: `backfill ${name}` }, (deps, progress) =>
       backfillJob(deps, {
         ...options,
         ...(progress ? { onChunk: (i: number, total: number, chunk) => progress.setLabel(`backfill ${name} chunk ${i + 1}/${total} (${chunk.start.slice(0, 10)})`) } : {}),

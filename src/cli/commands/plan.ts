@@ -15,6 +15,8 @@ import { ConveyError, toConveyError } from '../../errors.ts';
 import { selectJobs } from '../../config/select.ts';
 import { exitCodeForError } from '../exit-codes.ts';
 import { worstExitCode } from '../run-many.ts';
+import type { PlanOutcome } from '../../notify/notifier.ts';
+import { notifyPlan } from '../../notify/notifications.ts';
 import { describeJobMapping } from '../../pipeline/checked-batches.ts';
 import { planWindow, type PlanResult } from '../../pipeline/plan-window.ts';
 import { parseRange } from '../../pipeline/range.ts';
@@ -74,6 +76,9 @@ export function planCommand(io: CliIO): Command {
     if (flags.window || flags.checkDeterminism || flags.showValues || flags.markdown) {
       throw new ConveyError('USAGE', '--window, --check-determinism, --show-values and --markdown go with --compare <git-ref>', { hint: `e.g. convey plan ${name} --compare origin/main --window P1D` });
     }
+    const outcome = { job: job.name, sqlFile: job.sqlFile, projectDir: project.dir, destination: resolved.destination.label };
+    const notify = (more: Pick<PlanOutcome, 'plan' | 'error'>): Promise<void> =>
+      notifyPlan(job.notify, { ...outcome, ...more }, { clock: systemClock, logger: io.logger.child({ job: job.name }), stderr: io.stderr });
     const result = await withStateReadOnly(io, project, `convey plan ${name}`, (store) =>
       withSource(job, `convey plan ${name}`, async (source) => {
         const window = await planWindowOf(job, flags, store);
@@ -84,8 +89,13 @@ export function planCommand(io: CliIO): Command {
           await out?.close();
         }
       }),
-    );
+    ).catch(async (error: unknown) => {
+      const e = toConveyError(error);
+      await notify({ error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } });
+      throw error;
+    });
     io.stdout.write(flags.json ? JSON.stringify({ ...result, ...(tests ? { tests: testsSummary(tests) } : {}) }) + '\n' : (tests ? formatTests(tests) + '\n' : '') + formatPlan(result, resolved.destination));
+    await notify({ plan: result });
   });
 }
 

@@ -24,7 +24,7 @@ export function rejectsCommand(io: CliIO): Command {
     const project = projectFrom(io, flags);
     const target = resolveJob(project, name);
     if (flags.replay) {
-      await executeCommand(io, project, target, { json: flags.json, command: `convey rejects ${name} --replay`, needsSource: true, progressLabel: `replay ${name}` }, (deps) =>
+      await executeCommand(io, project, target, { json: flags.json, command: `convey rejects ${name} --replay`, mode: 'replay', needsSource: true, progressLabel: `replay ${name}` }, (deps) =>
         replayRejects(deps, flags.reason ? { reasonCode: flags.reason } : {}),
       );
       return;

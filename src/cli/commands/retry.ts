@@ -15,6 +15,6 @@ export function retryCommand(io: CliIO): Command {
   ).action(async (name: string, flags: CommonFlags) => {
     const project = projectFrom(io, flags);
     const target = resolveJob(project, name);
-    await executeCommand(io, project, target, { json: flags.json, command: `convey retry ${name}`, needsSource: false, progressLabel: `retry ${name}` }, (deps) => retryFailed(deps));
+    await executeCommand(io, project, target, { json: flags.json, command: `convey retry ${name}`, mode: 'retry', needsSource: false, progressLabel: `retry ${name}` }, (deps) => retryFailed(deps));
   });
 }

@@ -7,10 +7,11 @@ import { incrementalWindow } from '../../pipeline/window.ts';
 import { readWatermark } from '../../state/sql/watermarks.ts';
 import { systemClock } from '../../time/clock.ts';
 import { selectJobs } from '../../config/select.ts';
-import { nonNegativeInteger, positiveInteger, projectFrom, resolveJob, selectionFrom, withProjectOption, withSelectionOptions, withSource, withStateReadOnly, type CommonFlags, type SelectionFlags } from '../context.ts';
+import { failOnOption, nonNegativeInteger, positiveInteger, projectFrom, resolveJob, selectionFrom, withProjectOption, withSelectionOptions, withSource, withStateReadOnly, type CommonFlags, type SelectionFlags } from '../context.ts';
 import { runMany } from '../run-many.ts';
 import { executeCommand } from '../execute.ts';
 import type { CliIO } from '../io.ts';
+import type { WarningCheck } from '../../verdict/warning.ts';
 import { planJob } from './plan.ts';
 
 interface RunFlags extends CommonFlags, SelectionFlags {
@@ -18,6 +19,7 @@ interface RunFlags extends CommonFlags, SelectionFlags {
   out?: string;
   maxRejects?: number;
   parallel: number;
+  failOn?: Set<WarningCheck>;
 }
 
 export const SELECTION_HELP = `Several jobs: names and globs (convey run orders 'refunds-*'), --select tag:nightly (the "tags" of
@@ -26,7 +28,7 @@ stops the others); a job another runner holds is skipped, not exit 75. One summa
 exit code of them all (a stop by a signal first, then 70, 4, 3, 2, 1).`;
 
 export const EXIT_CODES_HELP =
-  '\nExit codes: 0 done; 1 conversions failed (sent first by the next run) or more rejects than --max-rejects;\n2 bad config or mapping (nothing sent); 3 source error; 4 state store error; 75 another run holds the job\n(nothing sent); 130/143 stopped by SIGINT/SIGTERM (in-flight requests finished and recorded).';
+  '\nExit codes: 0 done; 1 conversions failed (sent first by the next run) or more rejects than --max-rejects;\n2 bad config or mapping (nothing sent); 3 source error; 4 state store error; 5 succeeded with a warning\n--fail-on names; 75 another run holds the job (nothing sent); 130/143 stopped by SIGINT/SIGTERM\n(in-flight requests finished and recorded).';
 
 export function runCommand(io: CliIO): Command {
   return withProjectOption(
@@ -38,6 +40,7 @@ export function runCommand(io: CliIO): Command {
       .option('--out <file>', 'with --dry-run: write the NDJSON here instead of stdout')
       .option('--json', 'print the summary as one JSON object on stdout')
       .addOption(new Option('--max-rejects <n>', 'end as failed (exit 1) when more rows than this are rejected').argParser(nonNegativeInteger('--max-rejects')))
+      .addOption(failOnOption())
       .addHelpText('after', `${EXIT_CODES_HELP}\n\n${SELECTION_HELP}`),
   ).action(async (args: string[], flags: RunFlags) => {
     const project = projectFrom(io, flags);
@@ -70,6 +73,6 @@ export function runCommand(io: CliIO): Command {
       );
       return;
     }
-    await executeCommand(io, project, target, { json: flags.json, command: `convey run ${name}`, needsSource: true, progressLabel: `run ${name}` }, (deps) => runJob(deps, options));
+    await executeCommand(io, project, target, { json: flags.json, failOn: flags.failOn, command: `convey run ${name}`, mode: 'run', needsSource: true, progressLabel: `run ${name}` }, (deps) => runJob(deps, options));
   });
 }

@@ -89,7 +89,7 @@ async function jobStatus(db: Db, job: string, now: number): Promise<JobStatus> {
     failed: open.failed + open.deferred,
     inDoubt: open.inDoubt,
     rejects,
-    warnings: Array.isArray(last?.warnings) ? (last.warnings as unknown[]) : [],
+    warnings: last?.warnings ?? [],
     lastFailure: failedRun ? failureOf(failedRun) : null,
     backfills,
     lastRuns: runs.map(runLine),

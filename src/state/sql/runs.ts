@@ -1,4 +1,5 @@
 import type { Instant } from '../../time/instant.ts';
+import type { RunWarning } from '../../verdict/warning.ts';
 import type { Queryable } from '../db.ts';
 import { aliveRuns } from './locks.ts';
 
@@ -41,17 +42,14 @@ export interface RunRecord {
   error: string | null;
   /** Why conversions failed, by cause (the run summary's `failures`); [] when none did. */
   failures: Array<Record<string, unknown>>;
-  /**
-   * The run's verdict warnings, when the store keeps them (a `warnings` column); undefined
-   * otherwise. Read without naming the column, so this works before and after it exists.
-   */
-  warnings: unknown;
+  /** The verdict's warnings (src/verdict/); null when the run got no verdict. */
+  warnings: RunWarning[] | null;
 }
 
 const COLUMNS = `id::int as id, job, mode, status, started_at as "startedAt", finished_at as "finishedAt",
   window_start as "windowStart", window_end as "windowEnd", watermark_before as "watermarkBefore",
   watermark_after as "watermarkAfter", counts, sql_hash as "sqlHash", convey_version as version, host, pid,
-  actor, note, error, failures, to_jsonb(r) -> 'warnings' as warnings`;
+  actor, note, error, failures, warnings`;
 
 export async function insertRun(q: Queryable, run: NewRun): Promise<number> {
   const { rows } = await q.query<{ id: number }>(
