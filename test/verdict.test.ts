@@ -1,4 +1,5 @@
 import test from 'ava';
+import { worstExitCode } from '../src/cli/run-many.ts';
 import type { AlertSettings } from '../src/config/alerts.ts';
 import { successfulRunsBefore, type HistoryRun } from '../src/state/sql/history.ts';
 import { openStateStore, stateLocation } from '../src/state/store.ts';
@@ -175,6 +176,20 @@ test('five times the usual volume (a join that fans out) is high_volume', async 
     t.deepEqual(summary.warnings.map((w) => w.check), ['high_volume']);
     t.like(summary.warnings[0], { observed: 500 });
   });
+});
+
+test('run --all takes --fail-on too: a warning it names is exit 5 for the combined run, below a failed job', async (t) => {
+  const now = Date.now();
+  const project = await projectWithRows(t, rowsBetween(500, now - DAY + 60_000, now - 60_000));
+  await writeHistory(project, 'orders', now, nightlyHistory(8, () => 100), now - DAY);
+  await withReceiver({ protocol: 'events' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 500 }));
+    const run = await project.cli(['run', '--all', '--json', '--fail-on', 'warnings']);
+    t.is(run.code, 5, run.stderr);
+    t.like(run.json<{ exitCode: number; jobs: Array<{ job: string; exitCode: number }> }>(), { exitCode: 5, jobs: [{ job: 'orders', exitCode: 5 }] });
+  });
+  t.is(worstExitCode([0, 5, 0]), 5);
+  t.is(worstExitCode([5, 1]), 1, 'failed conversions are worse than a warning');
 });
 
 test("a quiet weekday is compared with the same weekday: no warning, where a busy day's count would be one", async (t) => {

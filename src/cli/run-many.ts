@@ -2,9 +2,10 @@ import type { Project } from '../config/project.ts';
 import { toConveyError } from '../errors.ts';
 import type { RunSummary } from '../pipeline/run-job.ts';
 import type { StateStore } from '../state/store.ts';
+import type { WarningCheck } from '../verdict/warning.ts';
 import { resolveJob, withState } from './context.ts';
 import { executeOnStore, type RunBody } from './execute.ts';
-import { ExitCode, exitCodeForError, exitCodeForStatus } from './exit-codes.ts';
+import { ExitCode, exitCodeForError, exitCodeForRun, exitCodeForStatus } from './exit-codes.ts';
 import type { CliIO } from './io.ts';
 import { formatDuration, formatSummary } from './output.ts';
 
@@ -22,13 +23,13 @@ export interface JobOutcome {
 /**
  * The worst of several exit codes, with the meanings they have for one job. A stop by a signal
  * wins (the rest did not run); then a bug (70), the state store (4), the source (3), a broken
- * job (2), failed conversions (1). A job held by another runner counts as done (0): that runner
- * is doing it.
+ * job (2), failed conversions (1), a warning --fail-on names (5). A job held by another runner
+ * counts as done (0): that runner is doing it.
  */
 export function worstExitCode(codes: readonly number[]): number {
   const signal = codes.find((c) => c === ExitCode.SIGINT || c === ExitCode.SIGTERM);
   if (signal !== undefined) return signal;
-  const order: number[] = [ExitCode.OK, ExitCode.FAILED, ExitCode.CONFIG, ExitCode.SOURCE, ExitCode.STATE, ExitCode.INTERNAL];
+  const order: number[] = [ExitCode.OK, ExitCode.WARNINGS, ExitCode.FAILED, ExitCode.CONFIG, ExitCode.SOURCE, ExitCode.STATE, ExitCode.INTERNAL];
   return codes.reduce((worst, code) => (order.indexOf(code) > order.indexOf(worst) ? code : worst), ExitCode.OK);
 }
 
@@ -42,7 +43,7 @@ export async function runMany(
   io: CliIO,
   project: Project,
   names: readonly string[],
-  options: { json?: boolean; parallel: number; command: string },
+  options: { json?: boolean; parallel: number; command: string; failOn?: ReadonlySet<WarningCheck> | undefined },
   body: (name: string) => RunBody,
 ): Promise<JobOutcome[]> {
   const outcomes = await withState(io, project, options.command, (store) => eachJob(io, project, store, names, options, body));
@@ -57,7 +58,7 @@ async function eachJob(
   project: Project,
   store: StateStore,
   names: readonly string[],
-  options: { json?: boolean; parallel: number; command: string },
+  options: { json?: boolean; parallel: number; command: string; failOn?: ReadonlySet<WarningCheck> | undefined },
   body: (name: string) => RunBody,
 ): Promise<JobOutcome[]> {
   const outcomes: JobOutcome[] = new Array(names.length);
@@ -85,7 +86,7 @@ async function runOne(
   project: Project,
   store: StateStore,
   job: string,
-  options: { json?: boolean; parallel: number; command: string },
+  options: { json?: boolean; parallel: number; command: string; failOn?: ReadonlySet<WarningCheck> | undefined },
   body: RunBody,
   turns: Map<string, Promise<unknown>>,
 ): Promise<JobOutcome> {
@@ -100,8 +101,8 @@ async function runOne(
       turns.set(folder, before.then(() => mine));
       await before;
     }
-    const summary = await executeOnStore(io, store, target, { command: `${options.command} (${job})`, mode: 'run', needsSource: true, progressLabel: `run ${job}`, progress: options.parallel === 1 && !options.json }, body);
-    return { job, status: summary.status, exitCode: exitCodeForStatus(summary.status, io.signal.reason as NodeJS.Signals | undefined), summary };
+    const summary = await executeOnStore(io, store, target, { command: `${options.command} (${job})`, mode: 'run', needsSource: true, progressLabel: `run ${job}`, progress: options.parallel === 1 && !options.json, failOn: options.failOn }, body);
+    return { job, status: summary.status, exitCode: exitCodeForRun(summary, io.signal.reason as NodeJS.Signals | undefined, options.failOn), summary };
   } catch (caught) {
     const error = toConveyError(caught);
     const described = { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) };

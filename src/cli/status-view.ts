@@ -1,3 +1,4 @@
+import { describeDuration } from '../time/describe.ts';
 import type { FailureGroup } from '../pipeline/failures.ts';
 import type { BackfillProgress } from '../state/sql/backfills.ts';
 import { formatDuration, formatFailures } from './output.ts';
@@ -57,17 +58,8 @@ export interface JobStatus {
   }>;
 }
 
-/** "3 h 10 min", "2 d 4 h": coarse on purpose, for a column read at a glance. */
-export function formatAge(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return `${s} s`;
-  const min = Math.floor(s / 60);
-  if (min < 60) return `${min} min`;
-  const h = Math.floor(min / 60);
-  if (h < 48) return min % 60 ? `${h} h ${min % 60} min` : `${h} h`;
-  const d = Math.floor(h / 24);
-  return h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
-}
+/** "3 h 10 min", "2 d 4 h": coarse on purpose, for a column read at a glance; never negative (a clock a little ahead is "0 s"). */
+export const formatAge = (ms: number): string => describeDuration(Math.max(0, ms));
 
 const ago = (iso: string | null, now: number): string => (iso ? `${formatAge(now - Date.parse(iso))} ago` : '');
 

@@ -50,6 +50,8 @@ export interface OtlpConfig {
   timeoutMs: number;
   /** Resource attributes: service.name and OTEL_RESOURCE_ATTRIBUTES. */
   resource: Record<string, string>;
+  /** Why these metrics cannot be sent (gRPC asked for): reported as this notifier's failure at each run, never failing it. */
+  refused?: string;
 }
 
 interface RawChannel {
@@ -175,12 +177,14 @@ function otlpFromEnv(env: NodeJS.ProcessEnv): OtlpConfig | undefined {
   const url = specific ? httpUrl(specific, 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT') : `${httpUrl(general!, 'OTEL_EXPORTER_OTLP_ENDPOINT').replace(/\/+$/, '')}/v1/metrics`;
 
   const protocolVar = env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL ? 'OTEL_EXPORTER_OTLP_METRICS_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
-  const protocol = env[protocolVar] || 'http/protobuf';
-  if (protocol !== 'http/protobuf' && protocol !== 'http/json') {
-    throw new ConveyError('CONFIG_INVALID', `${protocolVar}=${JSON.stringify(protocol)}: convey exports metrics over OTLP/HTTP only`, {
-      hint: 'Set OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=http/protobuf (or http/json) and point the endpoint at the collector\'s HTTP port (4318).',
-    });
-  }
+  const asked = env[protocolVar] || 'http/protobuf';
+  // A cluster that sets gRPC for every pod must not stop the night's conversions: the metrics are
+  // not sent, and each run says why (a notifier's failure is logged, never the run's).
+  const refused =
+    asked === 'http/protobuf' || asked === 'http/json'
+      ? undefined
+      : `${protocolVar}=${JSON.stringify(asked)}: convey exports metrics over OTLP/HTTP only; set OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=http/protobuf (or http/json) and OTEL_EXPORTER_OTLP_METRICS_ENDPOINT to the collector's HTTP port (4318)`;
+  const protocol = refused ? 'http/protobuf' : (asked as OtlpConfig['protocol']);
 
   const headersVar = env.OTEL_EXPORTER_OTLP_METRICS_HEADERS ? 'OTEL_EXPORTER_OTLP_METRICS_HEADERS' : 'OTEL_EXPORTER_OTLP_HEADERS';
   const timeoutVar = env.OTEL_EXPORTER_OTLP_METRICS_TIMEOUT ? 'OTEL_EXPORTER_OTLP_METRICS_TIMEOUT' : 'OTEL_EXPORTER_OTLP_TIMEOUT';
@@ -196,7 +200,7 @@ function otlpFromEnv(env: NodeJS.ProcessEnv): OtlpConfig | undefined {
     ...keyValues(env.OTEL_RESOURCE_ATTRIBUTES, 'OTEL_RESOURCE_ATTRIBUTES'),
     ...(env.OTEL_SERVICE_NAME ? { 'service.name': env.OTEL_SERVICE_NAME } : {}),
   };
-  return { url, protocol, headers: keyValues(env[headersVar], headersVar), timeoutMs, resource };
+  return { url, protocol, headers: keyValues(env[headersVar], headersVar), timeoutMs, resource, ...(refused ? { refused } : {}) };
 }
 
 /** `key1=value1,key2=value2`, values percent-decoded (the W3C Baggage form the spec uses). */

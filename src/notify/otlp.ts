@@ -18,6 +18,7 @@ export function otlpNotifier(config: OtlpConfig, deps: NotifyDeps): Notifier {
   return {
     name: `otlp (${originOf(config.url)})`,
     async runFinished(run) {
+      if (config.refused) throw new Error(config.refused);
       const body = await encodeMetrics(runMetrics(run, deps.clock.now()), config);
       await deps.http.send(config.url, {
         headers: { ...config.headers, 'content-type': config.protocol === 'http/json' ? 'application/json' : 'application/x-protobuf' },

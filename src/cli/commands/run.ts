@@ -49,7 +49,7 @@ export function runCommand(io: CliIO): Command {
     if (many) {
       if (flags.dryRun) throw new ConveyError('USAGE', '--dry-run takes one job', { hint: 'Use convey plan with the same selection to see what several jobs would send.' });
       const names = selectJobs(project, selection);
-      await runMany(io, project, names, { json: flags.json, parallel: flags.parallel, command: 'convey run' }, () => (deps) => runJob(deps, options));
+      await runMany(io, project, names, { json: flags.json, parallel: flags.parallel, command: 'convey run', failOn: flags.failOn }, () => (deps) => runJob(deps, options));
       return;
     }
     const name = selection.include[0]!;
