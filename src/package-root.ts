@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -20,3 +20,19 @@ export const packageRoot: string = (() => {
 export const conveyVersion: string = (
   JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
 ).version;
+
+/** Whether convey is on the npm registry under its name. Until it is, `convey` there is an unrelated package. */
+export const conveyPublished: boolean = !(
+  JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { private?: boolean }
+).private;
+
+/**
+ * The `$schema` reference written into a jobs repository's files: through the repository's own
+ * `node_modules/convey`, where `npm install` puts convey whatever the dependency names (a version,
+ * a git URL, a tarball, a folder), so the path is the same on every machine that clones it. Before
+ * that install (convey run from a checkout to lay the repository out) the same path is written:
+ * it resolves once `npm install` has run.
+ */
+export function schemaRef(projectDir: string, fromDir: string, file: string): string {
+  return relative(fromDir, join(projectDir, 'node_modules', 'convey', 'schema', file)).split('\\').join('/');
+}

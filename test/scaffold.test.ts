@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import test from 'ava';
+import { packageRoot } from '../src/package-root.ts';
 import type { TestsDocument } from '../src/mapping-tests/tests-file.ts';
 import type { ChangeReport } from '../src/review/review-change.ts';
 import { guessMapping, mappingSql } from '../src/scaffold/guess-mapping.ts';
@@ -18,7 +19,12 @@ test('init, new, test and plan in a fresh folder, as a newcomer would', async (t
   for (const file of ['package.json', 'config/default.json', 'config/production.json', '.gitignore', '.github/workflows/convey-plan.yml', '.github/workflows/convey-nightly.yml', 'jobs/.gitkeep']) {
     t.true(existsSync(join(fresh, file)), file);
   }
-  t.like(JSON.parse(readFileSync(join(fresh, 'package.json'), 'utf8')), { dependencies: { convey: '^0.1.0' } });
+  // convey is not on the registry, where `convey` is an unrelated package: the default is this copy.
+  const dependency = (JSON.parse(readFileSync(join(fresh, 'package.json'), 'utf8')) as { dependencies: { convey: string } }).dependencies.convey;
+  t.true(dependency.startsWith('file:'), dependency);
+  t.is(resolve(fresh, dependency.slice('file:'.length)), packageRoot);
+  t.regex(init.stdout, /not on the npm registry yet/);
+  t.is(JSON.parse(readFileSync(join(fresh, 'config', 'default.json'), 'utf8')).$schema, '../node_modules/convey/schema/config.schema.json');
   t.regex(readFileSync(join(fresh, 'config', 'production.json'), 'utf8'), /\$\{WAREHOUSE_URL\}/);
   t.regex(readFileSync(join(fresh, '.gitignore'), 'utf8'), /^\.convey\/$/m);
   for (const secret of ['WAREHOUSE_URL', 'CONVEY_STATE_URL', 'OPTIMIZELY_ACCOUNT_ID', 'WAREHOUSE_READONLY_URL', 'CONVEY_STATE_READONLY_URL']) t.regex(init.stdout, new RegExp(secret));
@@ -33,7 +39,8 @@ test('init, new, test and plan in a fresh folder, as a newcomer would', async (t
   t.regex(sql, /^ {2}round\(t\.total_cents\)::bigint as revenue_cents,/m);
   t.regex(sql, /^ {2}t\.bucketing as experiments +-- TODO check: bucketing \(json\)/m);
   t.regex(sql, /where t\.closed_at >= :window_start/);
-  const settings = JSON.parse(readFileSync(join(fresh, 'jobs', 'orders.json'), 'utf8')) as { start: string; cursor: string };
+  const settings = JSON.parse(readFileSync(join(fresh, 'jobs', 'orders.json'), 'utf8')) as { start: string; cursor: string; $schema: string };
+  t.is(settings.$schema, '../node_modules/convey/schema/job.schema.json');
   t.true(Math.abs(Date.parse(settings.start) - Date.now()) < 10 * 60_000, `start is now, not the table's first row: ${settings.start}`);
   t.regex(created.stdout, /closed_at, the column the window is read on, starts no index/);
   t.regex(created.stdout, /read {10}\d+ rows/, 'the plan of the last day');

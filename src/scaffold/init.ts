@@ -1,6 +1,6 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { conveyVersion, packageRoot } from '../package-root.ts';
+import { conveyPublished, conveyVersion, packageRoot, schemaRef } from '../package-root.ts';
 
 /** The secrets the two workflows read, for the message after init and the README it writes. */
 export const WORKFLOW_SECRETS = {
@@ -12,6 +12,18 @@ export interface InitResult {
   written: string[];
   /** Files that existed and were left as they were. */
   kept: string[];
+  /** The dependency on convey written to package.json. */
+  conveySpec: string;
+}
+
+/**
+ * The dependency on convey when `--convey` is not given. While convey is not on the npm registry
+ * (the package called `convey` there is an unrelated one), a version range would install that
+ * package or fail: the default is the copy of convey that is running, as a folder dependency.
+ */
+export function defaultConveySpec(dir: string): string {
+  if (conveyPublished) return `^${conveyVersion}`;
+  return `file:${relative(dir, packageRoot).split('\\').join('/') || '.'}`;
 }
 
 /**
@@ -20,7 +32,8 @@ export interface InitResult {
  * production one, jobs/, the workflows, and a .gitignore for .convey/. Existing files are kept.
  */
 export function initProject(dir: string, options: { conveySpec?: string; name?: string } = {}): InitResult {
-  const result: InitResult = { written: [], kept: [] };
+  const conveySpec = options.conveySpec ?? defaultConveySpec(dir);
+  const result: InitResult = { written: [], kept: [], conveySpec };
   const write = (path: string, content: string | (() => void)): void => {
     const full = join(dir, path);
     if (existsSync(full)) {
@@ -40,21 +53,21 @@ export function initProject(dir: string, options: { conveySpec?: string; name?: 
       private: true,
       description: 'Offline conversions sent to Optimizely by convey: one job per jobs/<name>.sql and .json.',
       scripts: { plan: 'convey plan', test: 'convey test', convey: 'convey' },
-      dependencies: { convey: options.conveySpec ?? `^${conveyVersion}` },
+      dependencies: { convey: conveySpec },
     }),
   );
   write('.gitignore', '# convey\'s embedded databases and caches\n.convey/\nnode_modules/\n');
   write(
     'config/default.json',
     json({
-      $schema: schemaRef(dir, 'config.schema.json'),
+      $schema: schemaRef(dir, join(dir, 'config'), 'config.schema.json'),
       sources: { warehouse: { client: 'pglite', dataDir: '.convey/warehouse' } },
     }),
   );
   write(
     'config/production.json',
     json({
-      $schema: schemaRef(dir, 'config.schema.json'),
+      $schema: schemaRef(dir, join(dir, 'config'), 'config.schema.json'),
       sources: { warehouse: { client: 'pg', connection: '${WAREHOUSE_URL}', statementTimeoutMs: 600000 } },
     }),
   );
@@ -66,17 +79,12 @@ export function initProject(dir: string, options: { conveySpec?: string; name?: 
   return result;
 }
 
-/** The path from config/ (or jobs/) to one of convey's schemas, for editors: into node_modules once installed. */
-function schemaRef(dir: string, file: string): string {
-  return relative(join(dir, 'config'), join(packageRoot, 'schema', file)).split('\\').join('/');
-}
-
 function readme(): string {
   const secrets = [...new Set(Object.values(WORKFLOW_SECRETS).flat())];
   return `# Conversions to Optimizely
 
 Each job is \`jobs/<name>.sql\` (a SELECT whose aliases are convey's columns) and \`jobs/<name>.json\`
-(its settings), sent every night by [convey](https://www.npmjs.com/package/convey), exactly once per
+(its settings), sent every night by convey, exactly once per
 conversion.
 
 \`\`\`sh

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { loadProject, resolveSource } from '../../config/project.ts';
+import { conveyPublished } from '../../package-root.ts';
 import { exampleSeedSql, initProject, WORKFLOW_SECRETS } from '../../scaffold/init.ts';
 import { openSource } from '../../source/open.ts';
 import type { CliIO } from '../io.ts';
@@ -21,6 +22,12 @@ export function initCommand(io: CliIO): Command {
       const result = initProject(dir, { ...(flags.convey ? { conveySpec: flags.convey } : {}) });
       const lines = result.written.map((f) => `  wrote ${f}`);
       if (result.kept.length) lines.push(`  kept ${result.kept.join(', ')} (already there)`);
+      if (!flags.convey && !conveyPublished) {
+        lines.push(
+          `  package.json depends on this copy of convey (${result.conveySpec}): convey is not on the npm registry yet, and the package named convey there is an unrelated one.`,
+          '  For CI, depend on something CI can fetch: a tarball kept in the repository (npm pack in convey\'s folder, then --convey file:vendor/convey-<version>.tgz) or a git URL (--convey git+https://…/convey.git).',
+        );
+      }
       if (flags.example) {
         const project = loadProject(dir, io.env);
         const source = await openSource(resolveSource(project, 'warehouse', 'config/default.json'), { command: 'convey init', create: true });

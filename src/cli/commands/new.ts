@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { loadJob, resolveSource } from '../../config/project.ts';
 import { createDestination } from '../../destinations/index.ts';
@@ -8,7 +8,7 @@ import { runJobTests } from '../../mapping-tests/job-tests.ts';
 import { withRecorded } from '../../mapping-tests/run-tests.ts';
 import { sampleTest } from '../../mapping-tests/sample.ts';
 import { parseTests, testsFileOf, writeTestsFile } from '../../mapping-tests/tests-file.ts';
-import { packageRoot } from '../../package-root.ts';
+import { schemaRef } from '../../package-root.ts';
 import { guessMapping, mappingSql, type MappingGuess } from '../../scaffold/guess-mapping.ts';
 import { openSource } from '../../source/open.ts';
 import { loadReviewEngine } from '../../source/review.ts';
@@ -60,7 +60,7 @@ export function newCommand(io: CliIO): Command {
       }
       const guess = guessMapping(columns);
       const confirmed = io.ask ? await confirmGuesses(io.ask, guess) : false;
-      const schemaRef = (file: string): string => relative(join(project.dir, 'jobs'), join(packageRoot, 'schema', file)).split('\\').join('/');
+      const jobSchema = (file: string): string => schemaRef(project.dir, join(project.dir, 'jobs'), file);
       // Now, not the table's first row: a new job must not send history by accident.
       const start = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
       mkdirSync(join(project.dir, 'jobs'), { recursive: true });
@@ -69,7 +69,7 @@ export function newCommand(io: CliIO): Command {
         flags.destination === 'classic'
           ? { type: 'optimizely-classic', projectId: flags.projectId }
           : { type: 'optimizely-events', accountId: flags.accountId ?? '${OPTIMIZELY_ACCOUNT_ID}', ...(flags.projectId ? { projectId: flags.projectId } : {}) };
-      const settings = { $schema: schemaRef('job.schema.json'), description: `Conversions from ${flags.from} (written by convey new: check the TODOs in ${sqlFile}).`, source: flags.source, destination, cursor: guess.cursor, start };
+      const settings = { $schema: jobSchema('job.schema.json'), description: `Conversions from ${flags.from} (written by convey new: check the TODOs in ${sqlFile}).`, source: flags.source, destination, cursor: guess.cursor, start };
       writeFileSync(join(project.dir, settingsFile), JSON.stringify(settings, null, 2) + '\n');
       out.push(`  wrote ${sqlFile}${confirmed ? '' : ' (guesses marked TODO: check them)'} and ${settingsFile} (start ${start})`);
       if (guess.cursorColumn) {
@@ -92,7 +92,7 @@ export function newCommand(io: CliIO): Command {
       // A first test from a few real rows (people-identifying values replaced), its expectations recorded.
       const testName = `first ${FIRST_TEST_ROWS} rows of ${flags.from}`;
       const document = await sampleTest(source, engine, [flags.from], FIRST_TEST_ROWS, undefined, testName);
-      document.$schema = schemaRef('tests.schema.json');
+      document.$schema = jobSchema('tests.schema.json');
       const tests = parseTests(testsFileOf(name), join(project.dir, testsFileOf(name)), document);
       const run = await runJobTests(project, job, resolved.destination, tests);
       writeTestsFile(tests, withRecorded(document, run.outcomes));
