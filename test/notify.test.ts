@@ -111,6 +111,37 @@ test('GitHub Actions: the run and the plan in the step summary, failures and war
   t.regex(markdown, /### ❌ convey plan broken: the mapping is broken/);
 });
 
+test('GitHub Actions: a command that fails before any run exists (a job file that does not load) is on the job page too, and a failed run is annotated once', async (t) => {
+  const project = await projectWithRows(t, rows(2));
+  const dir = tempDir(t, 'convey-gha-early-');
+  const stepSummary = join(dir, 'step-summary.md');
+  const env = { GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: stepSummary };
+  await withReceiver({ protocol: 'events', faults: { failRate: 1 } }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 0 }));
+    const early = await project.cli(['run', 'orders'], { env });
+    t.is(early.code, 2);
+    t.regex(early.stderr, /^::error title=convey failed \(exit 2\)%3A CONFIG_INVALID::jobs\/orders\.json: .*batchSize/m);
+    t.regex(readFileSync(stepSummary, 'utf8'), /^### ❌ convey failed \(exit 2\): CONFIG_INVALID\n\njobs\/orders\.json: .*batchSize/m);
+
+    // The same early failure inside run --all is annotated with its job's name.
+    const all = await project.cli(['run', '--all'], { env });
+    t.is(all.code, 2);
+    t.regex(all.stderr, /^::error title=convey \(orders\) failed \(exit 2\)%3A CONFIG_INVALID::/m);
+
+    // A run that exists reports through its own channels: one annotation, not a second from the exit path.
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver));
+    const failed = await project.cli(['run', 'orders'], { env });
+    t.is(failed.code, 1);
+    t.is(failed.stderr.match(/^::error /gm)?.length, 1, failed.stderr);
+    // So does a run that throws once under way (a broken mapping, exit 2).
+    project.writeJob('broken', CONVERSIONS_SQL.replace('visitor as visitor_id', 'visitor'), eventsJob(receiver));
+    const broken = await project.cli(['run', 'broken'], { env });
+    t.is(broken.code, 2);
+    t.is(broken.stderr.match(/^::error /gm)?.length, 1, broken.stderr);
+    t.regex(broken.stderr, /^::error title=convey run broken failed \(exit 2\)::/m);
+  });
+});
+
 test('annotations: one ::warning per warning, titled by its check; data and properties escaped as the runner reads them', (t) => {
   const summary = { job: 'orders', runId: 3, mode: 'run', status: 'succeeded', window: null, read: 0, sent: 0, alreadySent: 0, rejected: 0, failed: 0, deferred: 0, skipped: 0, retried: 0, resent: 0, requests: 0, watermark: { before: null, after: null }, durationMs: 900,
     failures: [], warnings: [{ check: 'low_volume', message: 'read 0 rows, usually about 40,000 (100%)\nsecond line', observed: 0 }] } as RunSummary;

@@ -1,6 +1,7 @@
 import type { JobConfig, Project } from '../config/project.ts';
 import type { ResolvedDestination } from '../destinations/index.ts';
 import type { RunJobDeps, RunSummary } from '../pipeline/run-job.ts';
+import { markReported } from '../notify/command-failure.ts';
 import { runNotifications } from '../notify/notifications.ts';
 import { newSpoolStats } from '../source/spool.ts';
 import type { RunMode } from '../state/sql/runs.ts';
@@ -100,6 +101,7 @@ export async function executeOnStore(
   };
   return (options.needsSource ? withSource(job, options.command, go) : go(undefined)).catch(async (error: unknown) => {
     await notifications.finished({ error, exitCode: exitCodeOf(error, signal()) }, store.db);
+    markReported(error);
     throw error;
   });
 }

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConveyError, toConveyError } from '../errors.ts';
 import { createLogger, type LogLevel } from '../log.ts';
+import { reportCommandFailure } from '../notify/command-failure.ts';
 import { conveyVersion } from '../package-root.ts';
 import { backfillCommand } from './commands/backfill.ts';
 import { demoCommand } from './commands/demo.ts';
@@ -60,7 +61,9 @@ export function reportError(io: CliIO, error: unknown): number {
   io.logger.error(conveyError.message, { code: conveyError.code, ...(conveyError.hint ? { hint: conveyError.hint } : {}) });
   if (conveyError.code === 'INTERNAL' && conveyError.cause instanceof Error) io.logger.debug(conveyError.cause.stack ?? '');
   // 130 or 143 by the signal that stopped the command, as for a run.
-  return exitCodeOf(conveyError, io.signal.reason as NodeJS.Signals | undefined);
+  const code = exitCodeOf(conveyError, io.signal.reason as NodeJS.Signals | undefined);
+  reportCommandFailure(error, conveyError, code, { env: io.env, stderr: io.stderr, warn: (message) => io.logger.warn(message) });
+  return code;
 }
 
 /**
@@ -139,7 +142,7 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version end here too, with code 0.
       return error.exitCode === 0 ? ExitCode.OK : ExitCode.CONFIG;
     }
-    return reportError(io, error instanceof ConveyError ? error : toConveyError(error));
+    return reportError(io, error);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -1,5 +1,6 @@
 import type { Project } from '../config/project.ts';
 import { toConveyError } from '../errors.ts';
+import { reportCommandFailure } from '../notify/command-failure.ts';
 import type { RunSummary } from '../pipeline/run-job.ts';
 import type { StateStore } from '../state/store.ts';
 import type { WarningCheck } from '../verdict/warning.ts';
@@ -112,6 +113,7 @@ async function runOne(
     }
     io.logger.error(error.message, { job, code: error.code, ...(error.hint ? { hint: error.hint } : {}) });
     const exitCode = error.code === 'INTERRUPTED' ? exitCodeForStatus('interrupted', io.signal.reason as NodeJS.Signals | undefined) : exitCodeForError(error.code);
+    reportCommandFailure(caught, error, exitCode, { env: io.env, stderr: io.stderr, warn: (message) => io.logger.warn(message, { job }) }, job);
     return { job, status: 'error', exitCode, error: described };
   } finally {
     done();
