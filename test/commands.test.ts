@@ -112,6 +112,33 @@ test('backfill --resend sends again with the same uuid and timestamp, so Optimiz
   });
 });
 
+test('backfill --group: a runner its scheduler starts after the others finished does nothing, where without the group it would resend the range', async (t) => {
+  const project = await projectWithRows(t, rows(20, '2026-03-10T12:00:00Z'));
+  // The classic endpoint does not de-duplicate: every request is a conversion counted.
+  await withReceiver({ protocol: 'classic' }, async (receiver) => {
+    project.writeJob('orders', CONVERSIONS_SQL, classicJob(receiver));
+    t.like((await project.cli(['run', 'orders', '--json'])).json<SummaryJson>(), { sent: 20 });
+    const backfill = (group: string): string[] => ['backfill', 'orders', '--from', '2026-03-10', '--to', '2026-03-11', '--resend', '--group', group, '--json'];
+
+    const first = await project.cli(backfill('ci-1001'));
+    t.is(first.code, 0, first.stderr);
+    t.like(first.json<SummaryJson>(), { sent: 20, details: { group: 'ci-1001', complete: true } });
+    t.is(receiver.stats().acceptedRequests, 40);
+
+    // The late runner of the same group: the backfill is done, nothing is read or sent.
+    const late = await project.cli(backfill('ci-1001'));
+    t.is(late.code, 0, late.stderr);
+    t.like(late.json<SummaryJson>(), { read: 0, sent: 0, details: { finishedByGroup: true, chunksDoneHere: 0, complete: true } });
+    t.regex(late.stderr, /finished by the other runners of group ci-1001: nothing to do/);
+    t.is(receiver.stats().acceptedRequests, 40);
+
+    // Another start (another group, or none) is a new backfill: what a user starting one asks for.
+    t.like((await project.cli(backfill('ci-1002'))).json<SummaryJson>(), { sent: 20 });
+    t.is(receiver.stats().acceptedRequests, 60);
+    t.is((await project.cli(['backfill', 'orders', '--from', '2026-03-10', '--to', '2026-03-11', '--group', 'two words'])).code, 2);
+  });
+});
+
 test('status reports the watermark, lag, last runs, waiting failures and open rejects', async (t) => {
   const project = await projectWithRows(t, [...rows(10), { ...rows(1, '2026-03-02T00:00:00Z', 'bad')[0]!, revenue: '1.5' }]);
   await withReceiver({ protocol: 'events' }, async (receiver) => {

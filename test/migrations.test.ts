@@ -11,7 +11,7 @@ test('migrations go up, report up to date, come down (only when confirmed) and g
 
   const up = await project.cli(['migrate']);
   t.is(up.code, 0, up.stderr);
-  t.regex(up.stdout, /applied 20261126_001_state, 20261204_002_run_failures, 20261204_003_scale, 20261204_004_monitoring/);
+  t.regex(up.stdout, /applied 20261126_001_state, 20261204_002_run_failures, 20261204_003_scale, 20261204_004_monitoring, 20261205_005_backfill_group/);
   t.is((await project.db.stateSql(TABLES)).rows[0].names, 'backfill_chunks,backfill_takes,backfills,batches,conversions,knex_migrations,knex_migrations_lock,ledger,notify_state,rate_budgets,rejects,runs,watermarks');
   t.regex((await project.cli(['migrate'])).stdout, /is up to date/);
 

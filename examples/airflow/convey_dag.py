@@ -34,14 +34,14 @@ with DAG(
     nightly = BashOperator(
         task_id="convey_run_nightly",
         cwd="/opt/convey-jobs",
-        bash_command="node bin/convey.js run --select tag:nightly --parallel 4 --json",
+        bash_command="npx convey run --select tag:nightly --parallel 4 --json",
         env=ENV,
         append_env=True,
     )
     refunds = BashOperator(
         task_id="convey_run_refunds",
         cwd="/opt/convey-jobs",
-        bash_command="node bin/convey.js run refunds --json",
+        bash_command="npx convey run refunds --json",
         env=ENV,
         append_env=True,
         skip_on_exit_code=75,
@@ -49,7 +49,7 @@ with DAG(
     status = BashOperator(
         task_id="convey_status",
         cwd="/opt/convey-jobs",
-        bash_command="node bin/convey.js status --select tag:nightly",
+        bash_command="npx convey status --select tag:nightly",
         env=ENV,
         append_env=True,
         trigger_rule="all_done",

@@ -16,6 +16,11 @@ export interface BackfillOptions {
   zone: string;
   /** Send again conversions the ledger holds as sent (same uuid and timestamp for the Event API). */
   resend: boolean;
+  /**
+   * The runners a scheduler starts together for this backfill (e.g. the CI run's id): one of
+   * them starting after the others finished finds the backfill done instead of beginning again.
+   */
+  group?: string;
   onChunk?: (done: number, total: number, chunk: Window) => void;
 }
 
@@ -35,11 +40,18 @@ export function backfillJob(deps: RunJobDeps, options: BackfillOptions): Promise
     mode: 'backfill',
     window: () => options.range,
     async body(run) {
-      const { record, resumed } = await db.transaction((tx) => openBackfill(tx, job.name, options.range, parseFixedDuration(options.chunk) ?? 0n, options.resend, chunks));
+      const { record, resumed, finished } = await db.transaction((tx) => openBackfill(tx, job.name, options.range, parseFixedDuration(options.chunk) ?? 0n, options.resend, chunks, options.group));
       run.details.backfillId = record.id;
       run.details.resumed = resumed;
       run.details.chunks = record.chunks.length;
       run.details.chunksDoneBefore = record.chunks.filter((c) => c.done).length;
+      if (finished) {
+        // Nothing is read or sent: earlier failures of the job are the nightly run's to send.
+        deps.logger.info(`backfill #${record.id} was finished by the other runners of group ${options.group}: nothing to do`);
+        Object.assign(run.details, { group: options.group, finishedByGroup: true, chunksDoneHere: 0, chunksDone: record.chunks.length, complete: true });
+        return;
+      }
+      if (options.group) run.details.group = options.group;
       const send = { ...(options.resend ? { resendSince: record.createdAt } : {}) };
       let mine = 0;
       run.addFailures((await sendOpenConversions(run.open)).failures);

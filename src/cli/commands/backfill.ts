@@ -16,6 +16,7 @@ interface BackfillFlags extends CommonFlags {
   chunk: string;
   resume?: boolean;
   resend?: boolean;
+  group?: string;
   failOn?: Set<WarningCheck>;
 }
 
@@ -30,6 +31,7 @@ export function backfillCommand(io: CliIO): Command {
       .option('--chunk <duration>', 'ISO 8601 size of a chunk; each finished chunk is recorded', 'P1D')
       .option('--resume', "continue the job's last unfinished backfill (the same command again resumes too)")
       .option('--resend', 'send again conversions the ledger holds as sent (see below)')
+      .option('--group <id>', 'the id shared by the runners a scheduler starts together for this backfill (e.g. the CI run id): a runner of the group starting after the others finished does nothing instead of beginning again')
       .option('--json', 'print the summary as one JSON object on stdout')
       .addOption(failOnOption())
       .addHelpText(
@@ -56,7 +58,10 @@ ${EXIT_CODES_HELP}`,
       range = open.range;
       resend = open.resend;
     }
-    const options = { range, chunk: flags.chunk, zone, resend };
+    if (flags.group !== undefined && !/^\S{1,200}$/.test(flags.group)) {
+      throw new ConveyError('USAGE', `--group ${JSON.stringify(flags.group)} is not a runner group id`, { hint: 'Give 1 to 200 characters without spaces, the same on every runner: e.g. --group "$GITHUB_RUN_ID".' });
+    }
+    const options = { range, chunk: flags.chunk, zone, resend, ...(flags.group ? { group: flags.group } : {}) };
     await executeCommand(io, project, target, { json: flags.json, failOn: flags.failOn, command: `convey backfill ${name}`, mode: 'backfill', needsSource: true, progressLabel: `backfill ${name}` }, (deps, progress) =>
       backfillJob(deps, {
         ...options,

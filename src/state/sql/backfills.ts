@@ -18,6 +18,10 @@ export interface BackfillRecord {
  * its chunks. One open backfill per (job, range, resend): a unique index. Runners starting at the
  * same moment both try the insert; the loser waits for the winner's transaction (the index), gets
  * nothing back, and finds the winner's backfill, chunks included (inserted in that transaction).
+ *
+ * With a runner group, a backfill that group already finished counts too (`finished`): a runner
+ * the scheduler started late must not begin the range again. One statement looks for both, so a
+ * backfill marked done between two looks cannot be missed by both.
  */
 export async function openBackfill(
   tx: Queryable,
@@ -26,28 +30,33 @@ export async function openBackfill(
   chunkMicros: bigint,
   resend: boolean,
   chunks: Window[],
-): Promise<{ record: BackfillRecord; resumed: boolean }> {
-  const existing = await tx.query<{ id: number }>(
-    `select id::int as id from convey.backfills
-      where job = $1 and range_start = $2 and range_end = $3 and resend = $4 and status <> 'done'`,
-    [job, range.start, range.end, resend],
+  group?: string,
+): Promise<{ record: BackfillRecord; resumed: boolean; finished: boolean }> {
+  const existing = await tx.query<{ id: number; done: boolean }>(
+    `select id::int as id, status = 'done' as done from convey.backfills
+      where job = $1 and range_start = $2 and range_end = $3 and resend = $4
+        and (status <> 'done' or runner_group = $5)
+      order by status = 'done', id desc
+      limit 1`,
+    [job, range.start, range.end, resend, group ?? null],
   );
-  if (existing.rows[0]) return { record: (await loadBackfill(tx, existing.rows[0].id))!, resumed: true };
+  const found = existing.rows[0];
+  if (found) return { record: (await loadBackfill(tx, found.id))!, resumed: true, finished: found.done };
   const { rows } = await tx.query<{ id: number }>(
-    `insert into convey.backfills (job, range_start, range_end, chunk_micros, resend, status)
-     values ($1, $2, $3, $4, $5, 'running')
+    `insert into convey.backfills (job, range_start, range_end, chunk_micros, resend, status, runner_group)
+     values ($1, $2, $3, $4, $5, 'running', $6)
      on conflict (job, range_start, range_end, resend) where status <> 'done' do nothing
      returning id::int as id`,
-    [job, range.start, range.end, chunkMicros.toString(), resend],
+    [job, range.start, range.end, chunkMicros.toString(), resend, group ?? null],
   );
-  if (!rows[0]) return openBackfill(tx, job, range, chunkMicros, resend, chunks);
+  if (!rows[0]) return openBackfill(tx, job, range, chunkMicros, resend, chunks, group);
   const id = rows[0].id;
   await tx.query(
     `insert into convey.backfill_chunks (backfill_id, chunk_start, chunk_end)
      select $1, s, e from unnest($2::timestamptz[], $3::timestamptz[]) as t(s, e)`,
     [id, chunks.map((c) => c.start), chunks.map((c) => c.end)],
   );
-  return { record: (await loadBackfill(tx, id))!, resumed: false };
+  return { record: (await loadBackfill(tx, id))!, resumed: false, finished: false };
 }
 
 /** The job's most recent unfinished backfill (for `backfill --resume` without a range). */
