@@ -105,11 +105,15 @@ export async function createTransport(io: CliIO, job: JobConfig, resolved: Resol
         })
       : undefined;
   const budget = schedule && perSecond !== undefined ? (gate: PauseGate) => new LeasedBudget({ clock: systemClock, logger, perSecond, gate, schedule }) : undefined;
+  // stopRunAfter sits with the retry settings in the job's file (it is about what retrying cannot
+  // fix), but it is the engine's, not a request's retry policy.
+  const { stopRunAfter, ...retry } = job.retry;
   const engine = createDeliveryEngine({
     clock: systemClock,
     logger,
     rateLimit: job.rateLimit,
-    retry: job.retry,
+    retry,
+    ...(stopRunAfter === undefined ? {} : { stopRunAfter }),
     timeouts: job.timeouts,
     signal: AbortSignal.any([io.signal, store.db.lockLost]),
     ...(budget ? { budget } : {}),
@@ -118,6 +122,7 @@ export async function createTransport(io: CliIO, job: JobConfig, resolved: Resol
     send: (request) => engine.send(request),
     requestCount: () => engine.stats().requests,
     stats: () => engine.stats() as unknown as Record<string, unknown>,
+    breaker: engine.breaker,
     close: () => engine.close(),
   };
 }
