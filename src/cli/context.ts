@@ -16,7 +16,7 @@ import type { PauseGate } from '../delivery/pause-gate.ts';
 import { sharedSchedule } from '../state/sql/rate-budgets.ts';
 import { migrations } from '../../migrations/index.ts';
 import { pendingMigrations } from '../state/migrate.ts';
-import { openStateStore, stateLocation, type StateStore } from '../state/store.ts';
+import { openStateStore, stateLocation, stateStoreError, type StateStore } from '../state/store.ts';
 import { systemClock } from '../time/clock.ts';
 import { isWarningCheck, WARNING_CHECKS, type WarningCheck } from '../verdict/warning.ts';
 import type { CliIO } from './io.ts';
@@ -56,10 +56,7 @@ export async function withStateReadOnly<T>(io: CliIO, project: Project, command:
   const store = await openStateStore(location, command, false);
   try {
     const pending = await pendingMigrations(store.connection).catch((error: unknown) => {
-      throw new ConveyError('STATE_ERROR', `cannot read the state store: ${(error as Error).message}`, {
-        cause: error,
-        hint: 'Check CONVEY_STATE_URL points at a reachable PostgreSQL database.',
-      });
+      throw stateStoreError(error, location, 'read');
     });
     if (pending.length === migrations.length) return await fn(undefined);
     if (pending.length) {
