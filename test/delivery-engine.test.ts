@@ -454,6 +454,44 @@ test('abort while waiting for a token: cancelled', async (t) => {
   await r.close();
 });
 
+test('an endpoint answering 401 to everything: after stopRunAfter failures in a row the engine stops, like an abort', async (t) => {
+  const r = await rig((_req, res) => reply(res, 401, '{"error":"invalid token"}'), { rateLimit: { concurrency: 4 }, stopRunAfter: 5 });
+  const results = await until(r, sendAll(r, 50));
+  t.deepEqual(await r.engine.send(post(r.server.url, 50)), { kind: 'cancelled', attempts: 0 }, 'and it stays stopped');
+  await r.close();
+  const failed = count(results, 'failed');
+  // The 5th failure trips it; the (at most 3) requests in flight then finish, all 401 too.
+  t.true(failed >= 5 && failed <= 8, `${failed} failed`);
+  t.is(count(results, 'cancelled'), 50 - failed, 'the rest never left');
+  t.is(r.server.arrivals.length, failed);
+  t.like(r.engine.breaker.tripped, { requests: 5, failure: { cause: 'http_401', status: 401, endpoint: `${r.server.url}/v1/events`, retryable: false } });
+  t.true(r.engine.breaker.signal.aborted);
+  t.like(r.engine.stats(), { failed, cancelled: 50 - failed + 1, requests: failed });
+});
+
+test('the breaker: a delivery between failures resets the count; 500s and retries never trip it; 0 turns it off', async (t) => {
+  // One request at a time, so "in a row" is the order the server saw: every 4th is delivered.
+  const every4th = await rig((_req, res, n) => (n % 4 === 3 ? reply(res, 204) : reply(res, 401)), { rateLimit: { concurrency: 1 }, stopRunAfter: 4 });
+  const mixed = await until(every4th, sendAll(every4th, 40));
+  await every4th.close();
+  t.is(count(mixed, 'delivered'), 10);
+  t.is(count(mixed, 'failed'), 30);
+  t.is(every4th.engine.breaker.tripped, undefined);
+
+  const down = await rig((_req, res) => reply(res, 500, 'down'), { rateLimit: { concurrency: 4 }, stopRunAfter: 2, retry: { maxAttempts: 2, baseDelayMs: 1 } });
+  const failing = await until(down, sendAll(down, 30));
+  await down.close();
+  t.is(count(failing, 'failed'), 30, 'every request tried, each maxAttempts times');
+  t.is(down.server.arrivals.length, 60);
+  t.is(down.engine.breaker.tripped, undefined);
+
+  const off = await rig((_req, res) => reply(res, 403), { rateLimit: { concurrency: 4 }, stopRunAfter: 0 });
+  const refused = await until(off, sendAll(off, 60));
+  await off.close();
+  t.is(count(refused, 'failed'), 60);
+  t.is(off.engine.breaker.tripped, undefined);
+});
+
 test('close() resolves; an injected dispatcher is left to its owner', async (t) => {
   const dispatcher = new Agent({ connections: 2 });
   const injected = await rig((_req, res) => reply(res, 200, 'ok'), { dispatcher });

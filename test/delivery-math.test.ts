@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import test from 'ava';
 import { AdaptiveRate } from '../src/delivery/adaptive-rate.ts';
+import { DEFAULT_STOP_RUN_AFTER, EndpointBreaker, stopsRun } from '../src/delivery/endpoint-breaker.ts';
 import { actionFor, describeCause, endpointOf, firstBytes } from '../src/delivery/failure.ts';
 import { DEFAULT_TIMEOUTS } from '../src/delivery/http-client.ts';
 import { PauseGate } from '../src/delivery/pause-gate.ts';
@@ -187,6 +188,8 @@ test('retry defaults: stated once in the code, filled in around what a job sets,
   const row = (name: string): number[] => (new RegExp(`^\\| \`${name}[^|]*\\| ([\\d, ]+) \\|`, 'm').exec(readme)?.[1] ?? '').split(',').map(Number);
   t.deepEqual(row('retry.maxAttempts'), [DEFAULT_RETRY_OPTIONS.maxAttempts, DEFAULT_RETRY_OPTIONS.baseDelayMs, DEFAULT_RETRY_OPTIONS.maxDelayMs], 'README retry row');
   t.deepEqual(row('timeouts.connectMs'), [DEFAULT_TIMEOUTS.connectMs, DEFAULT_TIMEOUTS.headersMs, DEFAULT_TIMEOUTS.bodyMs], 'README timeouts row');
+  t.is(stated('retry', 'stopRunAfter'), DEFAULT_STOP_RUN_AFTER, 'schema retry.stopRunAfter');
+  t.deepEqual(row('retry.stopRunAfter'), [DEFAULT_STOP_RUN_AFTER], 'README stopRunAfter row');
 });
 
 test('Retry-After as delta-seconds, as an HTTP date, capped', (t) => {
@@ -371,6 +374,58 @@ test('each kind of failure says what it is and what to do', (t) => {
     t.regex(actionFor(failure, 'orders'), action, JSON.stringify(failure));
     t.regex(actionFor(failure, 'orders'), /convey retry orders/, 'and the conversions are kept');
   }
+});
+
+test('what stops a run: causes about the endpoint that will not pass; never a retryable one, nor one that can be about a single conversion', (t) => {
+  const stops: Array<Parameters<typeof stopsRun>[0]> = [
+    { kind: 'http', status: 401, retryable: false },
+    { kind: 'http', status: 403, retryable: false },
+    { kind: 'http', status: 404, retryable: false },
+    { kind: 'http', status: 301, retryable: false },
+    { kind: 'tls', retryable: false },
+    { kind: 'dns', retryable: false },
+  ];
+  const goesOn: Array<Parameters<typeof stopsRun>[0]> = [
+    { kind: 'http', status: 500, retryable: true },
+    { kind: 'http', status: 429, retryable: true },
+    { kind: 'dns', retryable: true }, // EAI_AGAIN: the resolver did not answer
+    { kind: 'network', retryable: true },
+    { kind: 'network', retryable: false }, // EADDRNOTAVAIL: out of local ports, passing
+    { kind: 'timeout', retryable: true },
+    { kind: 'http', status: 414, retryable: false }, // this conversion's URL is too long
+    { kind: 'http', status: 431, retryable: false },
+    { kind: 'other', retryable: false },
+  ];
+  for (const failure of stops) t.true(stopsRun(failure), JSON.stringify(failure));
+  for (const failure of goesOn) t.false(stopsRun(failure), JSON.stringify(failure));
+});
+
+test('endpoint breaker: trips on the n-th failure in a row of one cause; a pass or another cause starts the count again; 0 never trips', (t) => {
+  const at = (cause: string, status: number, retryable = false) => ({ cause, kind: 'http' as const, status, message: '', retryable, endpoint: 'http://e/v1/events', at: 0 });
+  const breaker = new EndpointBreaker(3);
+  t.is(breaker.failed(at('http_401', 401)), undefined);
+  t.is(breaker.failed(at('http_401', 401)), undefined);
+  breaker.passed(); // a delivery between them
+  t.is(breaker.failed(at('http_401', 401)), undefined);
+  t.is(breaker.failed(at('http_401', 401)), undefined);
+  t.is(breaker.failed(at('http_403', 403)), undefined, 'another cause starts its own count');
+  t.is(breaker.failed(at('http_401', 401)), undefined);
+  t.is(breaker.failed(at('http_500', 500, true)), undefined, 'a retryable failure that ran out of attempts breaks the streak');
+  t.is(breaker.failed(at('http_401', 401)), undefined);
+  t.is(breaker.failed(at('http_401', 401)), undefined);
+  t.false(breaker.signal.aborted);
+  const trip = breaker.failed(at('http_401', 401));
+  t.like(trip, { requests: 3, failure: { cause: 'http_401' } });
+  t.true(breaker.signal.aborted);
+  t.is(breaker.signal.reason, trip);
+  t.is(breaker.failed(at('http_401', 401)), undefined, 'trips once');
+  t.is(breaker.tripped, trip);
+
+  const never = new EndpointBreaker(0);
+  for (let i = 0; i < 1000; i++) never.failed(at('http_401', 401));
+  t.false(never.signal.aborted);
+  t.is(new EndpointBreaker().failed(at('http_401', 401)), undefined, `the default (${DEFAULT_STOP_RUN_AFTER}) is more than one`);
+  t.throws(() => new EndpointBreaker(-1), { message: /retry\.stopRunAfter must be an integer ≥ 0/ });
 });
 
 // ---------------------------------------------------------------- AIMD

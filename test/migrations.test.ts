@@ -1,6 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { usingPostgres } from './helpers/databases.ts';
+import { CONVERSIONS_SQL, eventsJob } from './helpers/fixtures.ts';
 import { createTestProject } from './helpers/project.ts';
 
 const TABLES = `select string_agg(table_name, ',' order by table_name) as names from information_schema.tables where table_schema = 'convey'`;
@@ -47,3 +50,36 @@ test('config: CONVEY_ENV overlays default.json, and only the source a job uses m
   t.is(missing.code, 2);
   t.regex(missing.stderr, /CONVEY_ENV=staging but config\/staging\.json does not exist/);
 });
+
+// Needs a PostgreSQL server that answers: only there can a database be missing while the server
+// is up, or a user lack the right to create the schema.
+if (usingPostgres) {
+  test('a state database that does not exist: exit 4 from every command, naming the database and how to create it; a user who may not create the schema: exit 4 from migrate too', async (t) => {
+    const project = await createTestProject();
+    t.teardown(() => project.close());
+    project.writeJob('orders', CONVERSIONS_SQL, eventsJob({ url: 'http://127.0.0.1:1/v1/events' }));
+    const url = new URL(project.env.CONVEY_STATE_URL!);
+    const missing = `convey_missing_${randomBytes(4).toString('hex')}`;
+    url.pathname = `/${missing}`;
+    const create = new RegExp(`Create it \\(createdb -h ${url.hostname}${url.port ? ` -p ${url.port}` : ''}${url.username ? ` -U ${url.username}` : ''} ${missing}, or CREATE DATABASE \\\\"${missing}\\\\"\\)`);
+    for (const args of [['migrate'], ['migrate', '--down', '--yes'], ['run', 'orders'], ['retry', 'orders'], ['status'], ['state', 'show', 'orders']]) {
+      const result = await project.cli(args, { env: { CONVEY_STATE_URL: url.toString() } });
+      t.is(result.code, 4, `convey ${args.join(' ')}: ${result.stderr}`);
+      t.regex(result.stderr, new RegExp(`the state database \\\\"${missing}\\\\" does not exist`), `convey ${args.join(' ')}`);
+      t.regex(result.stderr, create, `convey ${args.join(' ')}`);
+    }
+
+    // The server and the database are there, but this user may not create the schema "convey".
+    const role = `convey_no_create_${randomBytes(4).toString('hex')}`;
+    await project.db.stateSql(`create role ${role} login`);
+    t.teardown(async () => {
+      await project.db.stateSql(`drop role if exists ${role}`);
+    });
+    const denied = new URL(project.env.CONVEY_STATE_URL!);
+    denied.username = role;
+    denied.password = '';
+    const migrate = await project.cli(['migrate'], { env: { CONVEY_STATE_URL: denied.toString() } });
+    t.is(migrate.code, 4, migrate.stderr);
+    t.regex(migrate.stderr, /cannot prepare the state store \(PostgreSQL [^)]+\): .*permission denied.*STATE_ERROR.*may create the schema/);
+  });
+}

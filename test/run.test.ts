@@ -308,6 +308,7 @@ test('bad job settings stop before anything is read, naming file, key and fix', 
   project.writeJob('orders', CONVERSIONS_SQL, {
     destination: { type: 'optimizely-events', accountId: '1000' },
     rateLimit: { perSecond: -5, concurency: 3 },
+    retry: { stopRunAfter: -1 },
     lookback: 'P1M',
   });
   const result = await project.cli(['run', 'orders']);
@@ -315,6 +316,7 @@ test('bad job settings stop before anything is read, naming file, key and fix', 
   t.regex(result.stderr, /jobs\/orders\.json: rateLimit\.perSecond must be a number greater than 0/);
   t.regex(result.stderr, /rateLimit\.concurency is not a known setting \(did you mean \\"concurrency\\"\?\)/);
   t.regex(result.stderr, /lookback must be an ISO 8601 duration/);
+  t.regex(result.stderr, /retry\.stopRunAfter must be at least 0/);
 
   const missing = await project.cli(['run', 'ordres']);
   t.is(missing.code, 2);

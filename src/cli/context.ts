@@ -16,7 +16,7 @@ import type { PauseGate } from '../delivery/pause-gate.ts';
 import { sharedSchedule } from '../state/sql/rate-budgets.ts';
 import { migrations } from '../../migrations/index.ts';
 import { pendingMigrations } from '../state/migrate.ts';
-import { openStateStore, stateLocation, type StateStore } from '../state/store.ts';
+import { openStateStore, stateLocation, stateStoreError, type StateStore } from '../state/store.ts';
 import { systemClock } from '../time/clock.ts';
 import { isWarningCheck, WARNING_CHECKS, type WarningCheck } from '../verdict/warning.ts';
 import type { CliIO } from './io.ts';
@@ -56,10 +56,7 @@ export async function withStateReadOnly<T>(io: CliIO, project: Project, command:
   const store = await openStateStore(location, command, false);
   try {
     const pending = await pendingMigrations(store.connection).catch((error: unknown) => {
-      throw new ConveyError('STATE_ERROR', `cannot read the state store: ${(error as Error).message}`, {
-        cause: error,
-        hint: 'Check CONVEY_STATE_URL points at a reachable PostgreSQL database.',
-      });
+      throw stateStoreError(error, location, 'read');
     });
     if (pending.length === migrations.length) return await fn(undefined);
     if (pending.length) {
@@ -105,11 +102,15 @@ export async function createTransport(io: CliIO, job: JobConfig, resolved: Resol
         })
       : undefined;
   const budget = schedule && perSecond !== undefined ? (gate: PauseGate) => new LeasedBudget({ clock: systemClock, logger, perSecond, gate, schedule }) : undefined;
+  // stopRunAfter sits with the retry settings in the job's file (it is about what retrying cannot
+  // fix), but it is the engine's, not a request's retry policy.
+  const { stopRunAfter, ...retry } = job.retry;
   const engine = createDeliveryEngine({
     clock: systemClock,
     logger,
     rateLimit: job.rateLimit,
-    retry: job.retry,
+    retry,
+    ...(stopRunAfter === undefined ? {} : { stopRunAfter }),
     timeouts: job.timeouts,
     signal: AbortSignal.any([io.signal, store.db.lockLost]),
     ...(budget ? { budget } : {}),
@@ -118,6 +119,7 @@ export async function createTransport(io: CliIO, job: JobConfig, resolved: Resol
     send: (request) => engine.send(request),
     requestCount: () => engine.stats().requests,
     stats: () => engine.stats() as unknown as Record<string, unknown>,
+    breaker: engine.breaker,
     close: () => engine.close(),
   };
 }

@@ -7,7 +7,8 @@ import type { RunWarning, WarningCheck } from '../verdict/warning.ts';
  *
  *   0   done: everything in the window was sent, already sent, or rejected (within --max-rejects)
  *   1   the run finished, but conversions failed after every retry (the next run sends them
- *       first) or there were more rejects than --max-rejects
+ *       first), it stopped early because the endpoint refused every request for a cause that
+ *       will not pass (delivery/endpoint-breaker.ts), or there were more rejects than --max-rejects
  *   2   bad config or mapping (settings, SQL, columns, arguments): nothing was sent
  *   3   the source database refused or could not be reached
  *   4   the state store could not be reached or prepared

@@ -60,7 +60,7 @@ export function formatFailures(groups: readonly FailureGroup[], indent: string):
  * first, then one line per cause with its fields (for a log shipper, in JSON lines).
  */
 export function logFailures(logger: Logger, s: RunSummary): void {
-  if (s.headline) logger.error(s.headline, { runId: s.runId, cause: s.failures.find((g) => !g.retryable)?.cause });
+  if (s.headline) logger.error(s.headline, { runId: s.runId, cause: s.stopped?.cause ?? s.failures.find((g) => !g.retryable)?.cause });
   for (const g of s.failures) {
     const fields = { runId: s.runId, cause: g.cause, endpoint: g.endpoint, conversions: g.conversions, firstSeen: g.firstSeen, lastSeen: g.lastSeen, message: g.message, action: g.action };
     const text = `${n(g.conversions)} conversion${g.conversions === 1 ? '' : 's'} failed: ${describeCause(g)}${g.retryable ? '' : ' (not retryable)'}`;

@@ -85,7 +85,8 @@ export interface JobConfig {
   pageSize: number;
   maxRejects?: number;
   rateLimit: { perSecond?: number; concurrency: number };
-  retry: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
+  /** Per request; `stopRunAfter` is the run's: requests in a row failing for a cause that will not pass (delivery/endpoint-breaker.ts). */
+  retry: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number; stopRunAfter?: number };
   timeouts: { connectMs?: number; headersMs?: number; bodyMs?: number };
   /** Labels for `--select tag:…`. */
   tags: string[];

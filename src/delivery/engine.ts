@@ -4,7 +4,8 @@ import { ConveyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../time/clock.ts';
 import { AdaptiveRate } from './adaptive-rate.ts';
-import { endpointOf, type AttemptFailure, type Failure, type FailureKind } from './failure.ts';
+import { EndpointBreaker } from './endpoint-breaker.ts';
+import { describeCause, endpointOf, type AttemptFailure, type Failure, type FailureKind } from './failure.ts';
 import { createHttpClient, DEFAULT_TIMEOUTS, type HttpClient, type HttpTimeouts } from './http-client.ts';
 import { PauseGate } from './pause-gate.ts';
 import type { RateBudget } from './rate-budget.ts';
@@ -38,6 +39,10 @@ import { TokenBucket } from './token-bucket.ts';
  * attempt's failure (it may have reached the server). Nothing else can keep `send` waiting once
  * the signal fires.
  *
+ * The engine stops itself the same way when `stopRunAfter` requests in a row fail for one cause
+ * that will not pass (a 401, a TLS error, a name that does not resolve: endpoint-breaker.ts), and
+ * says so on `breaker.signal`, which the run also stops reading on.
+ *
  * A failed result carries its Failure (failure.ts): the cause, the endpoint without credentials,
  * and when. Built only for a request that fails, so a delivery costs nothing more.
  */
@@ -63,6 +68,11 @@ export interface DeliveryOptions {
   adaptive?: boolean;
   /** Graceful stop; see above. */
   signal?: AbortSignal;
+  /**
+   * Requests in a row failing for one cause that will not pass before the engine stops sending
+   * (endpoint-breaker.ts). Default DEFAULT_STOP_RUN_AFTER; 0 never stops.
+   */
+  stopRunAfter?: number;
 }
 
 export interface DeliveryStats {
@@ -99,6 +109,8 @@ interface Sending {
   readonly request: OutboundRequest;
   counted: number;
   throttled: number;
+  /** Set with a 'fail' decision: its failure, located (where, when). */
+  failure?: Failure;
 }
 
 const finite = (rate: number): number | null => (rate === Infinity ? null : rate);
@@ -120,6 +132,8 @@ export class DeliveryEngine {
   readonly #bucket: RateBudget;
   readonly #adaptive: AdaptiveRate | undefined;
   readonly #configuredRate: number;
+  /** Trips on a streak of failures that will not pass; aborting it stops this engine like `signal`. */
+  readonly breaker: EndpointBreaker;
   #closed = false;
 
   #requests = 0;
@@ -164,9 +178,12 @@ export class DeliveryEngine {
       timeouts[key] = value;
     }
 
+    this.breaker = new EndpointBreaker(options.stopRunAfter);
     this.#clock = options.clock;
     this.#logger = options.logger;
-    this.#signal = options.signal;
+    // One signal for both ways of stopping: everything below (the slot queue, backoffs, pauses,
+    // token waits) already stops on it, so a tripped breaker cancels exactly what SIGINT would.
+    this.#signal = options.signal ? AbortSignal.any([options.signal, this.breaker.signal]) : this.breaker.signal;
     const clock = options.clock;
     this.#policy = new RetryPolicy(resolveRetryOptions(options.retry), {
       random: options.random ?? Math.random,
@@ -178,7 +195,7 @@ export class DeliveryEngine {
       timeouts,
     });
     this.#slots = new Slots(rateLimit.concurrency);
-    const signal = options.signal;
+    const signal = this.#signal;
     // Every request waiting on a backoff, a pause or a token listens for the stop: often more
     // than Node's default of 10 listeners, which would print a leak warning.
     if (signal) setMaxListeners(0, signal);
@@ -233,7 +250,7 @@ export class DeliveryEngine {
           this.#count(decision.failure.kind, decision.status);
           if (decision.status === 429) this.#adaptive?.onThrottled();
           this.#failed++;
-          const failure = this.#located(decision.failure, request);
+          const failure = sending.failure!;
           return decision.status === undefined
             ? { kind: 'failed', error: decision.error, attempts, failure }
             : { kind: 'failed', error: decision.error, status: decision.status, attempts, failure };
@@ -312,6 +329,17 @@ export class DeliveryEngine {
       this.#inFlight--;
     }
     const decision = this.#policy.decide(outcome, sending);
+    // Still inside the slot, for the same reason as the pause below: once the breaker trips, the
+    // slot must not pass to a request waiting for it. In `send`, after the slot is given back,
+    // one more request could leave.
+    if (decision.action === 'fail') {
+      sending.failure = this.#located(decision.failure, sending.request);
+      this.#tripOn(sending.failure);
+    } else {
+      // Delivered, refused (400: the endpoint read it), or a retryable failure: the endpoint
+      // answered in a way that can pass.
+      this.breaker.passed();
+    }
     // Still inside the slot: the pause must be in force before the slot passes to the next
     // request, or that one leaves during the pause the endpoint just asked for.
     if (decision.action === 'retry' && decision.pauseMs > 0 && this.#gate.pauseFor(decision.pauseMs)) {
@@ -335,6 +363,17 @@ export class DeliveryEngine {
     } catch {
       return false; // only rejects when the signal aborts
     }
+  }
+
+  /** Counts a failure towards the breaker; when it trips, says so once (the signal stops the rest). */
+  #tripOn(failure: Failure): void {
+    const trip = this.breaker.failed(failure);
+    if (!trip) return;
+    this.#logger.error(`stopping: ${trip.requests} requests in a row failed with ${failure.cause} (${describeCause(failure)}); no further requests are sent`, {
+      cause: failure.cause,
+      endpoint: failure.endpoint,
+      requests: trip.requests,
+    });
   }
 
   /** Counts by kind: a connection that failed (refused, reset, TLS, DNS) is a network error. */

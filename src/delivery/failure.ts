@@ -193,27 +193,31 @@ export function describeCause(f: Pick<AttemptFailure, 'kind' | 'status' | 'code'
 
 /** What to do about a failure, for the summary, the log and `convey status`. */
 export function actionFor(f: Pick<AttemptFailure, 'kind' | 'status' | 'code' | 'retryable'>, job: string): string {
-  const kept = `The conversions are kept: the next run sends them first (convey retry ${job} sends them now).`;
+  return `${fixFor(f)} The conversions are kept: the next run sends them first (convey retry ${job} sends them now).`;
+}
+
+/** What someone must check or change; also the end of a stopped run's headline (failures.ts). */
+export function fixFor(f: Pick<AttemptFailure, 'kind' | 'status' | 'code' | 'retryable'>): string {
   switch (f.kind) {
     case 'http':
-      if (f.status === 401 || f.status === 403) return `Check the destination's accountId and projectId, and that its endpoint is Optimizely's. ${kept}`;
-      if (f.status !== undefined && f.status < 400) return `Optimizely never redirects: check the destination's endpoint (http or https, the host). ${kept}`;
-      if (f.status === 429) return `Lower rateLimit.perSecond in the job's settings. ${kept}`;
-      if (f.retryable) return `Usually passing trouble at the endpoint; if it lasts, check its status. ${kept}`;
-      return `Check the destination's endpoint (or region) and account. ${kept}`;
+      if (f.status === 401 || f.status === 403) return `Check the destination's accountId and projectId, and that its endpoint is Optimizely's.`;
+      if (f.status !== undefined && f.status < 400) return `Optimizely never redirects: check the destination's endpoint (http or https, the host).`;
+      if (f.status === 429) return `Lower rateLimit.perSecond in the job's settings.`;
+      if (f.retryable) return `Usually passing trouble at the endpoint; if it lasts, check its status.`;
+      return `Check the destination's endpoint (or region) and account.`;
     case 'tls':
-      if (f.code === 'CERT_HAS_EXPIRED' || f.code === 'CERT_NOT_YET_VALID') return `The endpoint's owner must renew its certificate (or this machine's clock is wrong). ${kept}`;
-      if (f.code !== undefined && (f.code.startsWith('ERR_SSL_') || f.code === 'EPROTO')) return `Check the destination's endpoint: https:// to a port that speaks plain HTTP fails like this. ${kept}`;
-      return `Check the destination's endpoint host. If a proxy or a private endpoint presents a certificate of your own CA, give it to Node with NODE_EXTRA_CA_CERTS=/path/to/ca.pem. ${kept}`;
+      if (f.code === 'CERT_HAS_EXPIRED' || f.code === 'CERT_NOT_YET_VALID') return `The endpoint's owner must renew its certificate (or this machine's clock is wrong).`;
+      if (f.code !== undefined && (f.code.startsWith('ERR_SSL_') || f.code === 'EPROTO')) return `Check the destination's endpoint: https:// to a port that speaks plain HTTP fails like this.`;
+      return `Check the destination's endpoint host. If a proxy or a private endpoint presents a certificate of your own CA, give it to Node with NODE_EXTRA_CA_CERTS=/path/to/ca.pem.`;
     case 'dns':
-      if (f.retryable) return `Usually passing; if it lasts, check this machine's DNS resolver. ${kept}`;
-      return `Check the destination's endpoint (or region) for a typo, and DNS on this machine. ${kept}`;
+      if (f.retryable) return `Usually passing; if it lasts, check this machine's DNS resolver.`;
+      return `Check the destination's endpoint (or region) for a typo, and DNS on this machine.`;
     case 'network':
-      if (f.code === 'ECONNREFUSED') return `Check the endpoint's host and port, and that it is up. ${kept}`;
-      return `Usually passing; if it lasts, check the network path to the endpoint (proxy, firewall). ${kept}`;
+      if (f.code === 'ECONNREFUSED') return `Check the endpoint's host and port, and that it is up.`;
+      return `Usually passing; if it lasts, check the network path to the endpoint (proxy, firewall).`;
     case 'timeout':
-      return `The endpoint or the path to it is slow or down; if it lasts, check it, or raise timeouts.${f.code === 'UND_ERR_BODY_TIMEOUT' ? 'bodyMs' : f.code === 'UND_ERR_HEADERS_TIMEOUT' ? 'headersMs' : 'connectMs'} in the job's settings. ${kept}`;
+      return `The endpoint or the path to it is slow or down; if it lasts, check it, or raise timeouts.${f.code === 'UND_ERR_BODY_TIMEOUT' ? 'bodyMs' : f.code === 'UND_ERR_HEADERS_TIMEOUT' ? 'headersMs' : 'connectMs'} in the job's settings.`;
     case 'other':
-      return `Re-run with CONVEY_LOG_LEVEL=debug; if the error is not about your network or endpoint, report it as a bug. ${kept}`;
+      return `Re-run with CONVEY_LOG_LEVEL=debug; if the error is not about your network or endpoint, report it as a bug.`;
   }
 }

@@ -1,4 +1,6 @@
-import { actionFor, describeCause, type Failure, type FailureKind } from '../delivery/failure.ts';
+import type { Trip } from '../delivery/endpoint-breaker.ts';
+import { actionFor, describeCause, fixFor, type Failure, type FailureKind } from '../delivery/failure.ts';
+import type { RunMode } from '../state/sql/runs.ts';
 
 /**
  * What failed in a run, grouped by cause and endpoint: the shape of `failures` in the run summary
@@ -94,4 +96,55 @@ export function failureHeadline(groups: readonly FailureGroup[]): string | undef
   const more = fatal.length > 1 ? ` (and ${fatal.length - 1} more cause${fatal.length > 2 ? 's' : ''} that retrying cannot fix)` : '';
   const n = top.conversions.toLocaleString('en-US');
   return `not retryable: ${describeCause(top)} at ${top.endpoint}: ${n} conversion${top.conversions === 1 ? '' : 's'} not sent [${top.cause}]${more}; fix it, then the next run sends them`;
+}
+
+/**
+ * A run the endpoint breaker stopped (delivery/endpoint-breaker.ts): `stopped` in the summary and
+ * its --json. The cause is also one of the run's `failures`.
+ */
+export interface RunStop {
+  cause: string;
+  kind: FailureKind;
+  status?: number;
+  code?: string;
+  message: string;
+  endpoint: string;
+  /** Requests in a row that failed with this cause. */
+  requests: number;
+  /** Conversions this run claimed and never attempted (counted `deferred`). */
+  notAttempted: number;
+  /** Conversions the ledger holds for the next run to send first: failed, deferred, in doubt. */
+  waiting: number;
+  action: string;
+}
+
+export function runStop(trip: Trip, counts: { notAttempted: number; waiting: number }, job: string): RunStop {
+  const f = trip.failure;
+  return {
+    cause: f.cause,
+    kind: f.kind,
+    ...(f.status === undefined ? {} : { status: f.status }),
+    ...(f.code === undefined ? {} : { code: f.code }),
+    message: f.message,
+    endpoint: f.endpoint,
+    requests: trip.requests,
+    notAttempted: counts.notAttempted,
+    waiting: counts.waiting,
+    action: actionFor(f, job),
+  };
+}
+
+/**
+ * The first line of a stopped run's summary and log, and its record's error: what stopped it,
+ * that nothing else went out, what was left, what to fix. The rest of the window (or of the
+ * backfill) was never read: the next run reads on from the watermark, which did not pass it.
+ */
+export function stopHeadline(stop: RunStop, mode: RunMode): string {
+  const n = (value: number): string => value.toLocaleString('en-US');
+  const rest = mode === 'backfill' ? '; the same backfill command then resumes with the chunks left' : mode === 'run' ? ', then reads the rest of the window' : '';
+  return (
+    `stopped after ${stop.requests} requests in a row failed with ${stop.cause} at ${stop.endpoint} (${describeCause(stop)}): ` +
+    `nothing else was sent or read; ${n(stop.notAttempted)} conversion${stop.notAttempted === 1 ? ' was' : 's were'} not attempted. ` +
+    `${fixFor({ ...stop, retryable: false })} Then rerun: the next run sends the ${n(stop.waiting)} conversion${stop.waiting === 1 ? '' : 's'} kept in the ledger first${rest}.`
+  );
 }

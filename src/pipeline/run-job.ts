@@ -6,6 +6,7 @@ import type { Source } from '../source/open.ts';
 import { newSpoolStats, type SpoolStats } from '../source/spool.ts';
 import type { Window } from '../time/window.ts';
 import type { Db } from '../state/db.ts';
+import { countOpen } from '../state/sql/ledger.ts';
 import { countOpenRejects } from '../state/sql/rejects.ts';
 import { finishRun, updateRunWindow, type RunMode, type RunStatus } from '../state/sql/runs.ts';
 import { readWatermark } from '../state/sql/watermarks.ts';
@@ -15,7 +16,7 @@ import { judgeRun } from '../verdict/judge.ts';
 import type { Baseline, Verdict } from '../verdict/warning.ts';
 import { describeJobMapping } from './checked-batches.ts';
 import { zeroCounts, type RunCounts } from './counts.ts';
-import { failureHeadline, Failures, type FailureGroup } from './failures.ts';
+import { failureHeadline, Failures, runStop, stopHeadline, type FailureGroup, type RunStop } from './failures.ts';
 import { holdJob } from './job-lock.ts';
 import { sendOpenConversions, type SendOpenDeps } from './send-open.ts';
 import { sendWindow, type SendDeps } from './send-window.ts';
@@ -38,6 +39,8 @@ export interface RunSummary extends RunCounts {
   failures: FailureGroup[];
   /** One line when the run failed for a cause retrying cannot fix (TLS, DNS, 401/403/404, 3xx). */
   headline?: string;
+  /** Present when the run stopped early: requests in a row failed for a cause that will not pass. */
+  stopped?: RunStop;
   /** What the verdict found unusual against the job's history (src/verdict/); stored with the run. */
   warnings: Verdict['warnings'];
   /** What the run was compared with; absent when it got no verdict (retry, replay, interrupted). */
@@ -121,8 +124,15 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
     const mapping = window && deps.source ? await describeJobMapping(deps.source, job, deps.destination, window) : undefined;
     const progress = (): void => deps.onProgress?.(counts, window);
     const readStats = deps.readStats ?? newSpoolStats();
-    // Stop reading when told to, or when the job's lock is lost (another worker may take it).
-    const signal = AbortSignal.any([deps.signal, db.lockLost]);
+    // Stop reading when told to, when the job's lock is lost (another worker may take it), or when
+    // the transport stopped sending because the endpoint refuses every request for a reason that
+    // will not pass (delivery/endpoint-breaker.ts). The last is the same stop as SIGINT, the path
+    // that keeps every conversion: the batches already read are claimed and recorded (failed, or
+    // deferred if their requests never left), no further rows are read, and the watermark stays
+    // below every row not recorded (send-window.ts), so the next run sends what was left first
+    // and then reads on.
+    const breaker = deps.transport.breaker;
+    const signal = AbortSignal.any([deps.signal, db.lockLost, ...(breaker ? [breaker.signal] : [])]);
     const open: SendOpenDeps = { db, destination: deps.destination, transport: deps.transport, job, runId: held.runId, signal, counts, onProgress: progress };
     const context: RunContext = {
       runId: held.runId,
@@ -145,10 +155,17 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       deps.logger.info(`read the rest of the window into a spool file after the query had waited ${deps.source!.spoolAfterMs / 1000} s for sending`, details.spooled as Record<string, unknown>);
     }
     counts.requests = deps.transport.requestCount();
-    const status = outcome(counts, deps.signal.aborted, plan.maxRejects ?? job.maxRejects);
+    const trip = breaker?.tripped;
+    const status = outcome(counts, deps.signal.aborted, plan.maxRejects ?? job.maxRejects, trip !== undefined);
     const failed = failures.list(job.name);
-    await finishRun(db, held.runId, { status, counts: { ...counts }, watermarkAfter: after, failures: failed });
-    const headline = status === 'failed' ? failureHeadline(failed) : undefined;
+    let stopped: RunStop | undefined;
+    if (trip && status === 'failed') {
+      const open = await countOpen(db, job.name);
+      stopped = runStop(trip, { notAttempted: counts.deferred, waiting: open.failed + open.deferred + open.inDoubt }, job.name);
+    }
+    const headline = stopped ? stopHeadline(stopped, plan.mode) : status === 'failed' ? failureHeadline(failed) : undefined;
+    // A stopped run's record says why it stopped (`convey status` shows it as the run's error).
+    await finishRun(db, held.runId, { status, counts: { ...counts }, watermarkAfter: after, failures: failed, ...(stopped ? { error: headline } : {}) });
     const verdict = await judge(deps, {
       runId: held.runId,
       mode: plan.mode,
@@ -171,6 +188,7 @@ export async function executeRun(deps: RunJobDeps, plan: RunPlan): Promise<RunSu
       ...(Object.keys(details).length ? { details } : {}),
       failures: failed,
       ...(headline ? { headline } : {}),
+      ...(stopped ? { stopped } : {}),
       warnings: verdict.warnings,
       ...(verdict.baseline ? { baseline: verdict.baseline } : {}),
     };
@@ -239,6 +257,9 @@ export function runJob(deps: RunJobDeps, options: { maxRejects?: number } = {}):
     window: (watermark) => incrementalWindow(deps.job, watermark, deps.clock.now()),
     async body(run) {
       run.addFailures((await sendOpenConversions(run.open)).failures);
+      // Stopped while sending what earlier runs left (SIGINT, the lock lost, the endpoint
+      // refusing every request): reading the window now would only claim rows it cannot send.
+      if (run.open.signal.aborted) return;
       const result = await sendWindow(run.send!, {
         window: run.window!,
         advanceWatermark: true,
@@ -250,10 +271,13 @@ export function runJob(deps: RunJobDeps, options: { maxRejects?: number } = {}):
   });
 }
 
-/** How a run ended: interrupted by a signal, failed (conversions failed, too many rejects), or succeeded. */
-export function outcome(counts: RunCounts, interrupted: boolean, maxRejects: number | undefined): RunStatus {
+/**
+ * How a run ended: interrupted by a signal, failed (conversions failed, too many rejects, or
+ * stopped early because the endpoint refuses every request), or succeeded.
+ */
+export function outcome(counts: RunCounts, interrupted: boolean, maxRejects: number | undefined, stopped = false): RunStatus {
   if (interrupted) return 'interrupted';
-  if (counts.failed > 0) return 'failed';
+  if (stopped || counts.failed > 0) return 'failed';
   if (maxRejects !== undefined && counts.rejected > maxRejects) return 'failed';
   return 'succeeded';
 }

@@ -1,6 +1,7 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
+import type { EndpointBreaker } from '../delivery/endpoint-breaker.ts';
 import type { OutboundRequest, SendResult } from '../delivery/request.ts';
 
 /** Where requests go. The delivery engine (HTTP) is one; an NDJSON file is another. */
@@ -10,6 +11,11 @@ export interface Transport {
   requestCount(): number;
   /** Delivery figures for the summary (rates, retries, throttling), when the transport has them. */
   stats?(): Record<string, unknown>;
+  /**
+   * Trips when requests in a row fail for a cause that will not pass (a 401, a TLS error): the
+   * transport has stopped sending, and the run stops reading (run-job.ts). HTTP transports only.
+   */
+  readonly breaker?: Pick<EndpointBreaker, 'signal' | 'tripped'>;
   close(): Promise<void>;
 }
 

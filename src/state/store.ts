@@ -60,24 +60,68 @@ export async function openStateStore(location: StateLocation, command: string, m
   } catch (error) {
     if (isConveyError(error)) throw error;
     await embedded?.close();
-    throw new ConveyError('STATE_ERROR', `cannot prepare the state store (${describeLocation(location)}): ${(error as Error).message}`, {
-      cause: error,
-      hint:
-        location.kind === 'postgres'
-          ? 'Check CONVEY_STATE_URL points at a reachable PostgreSQL database and that the user may create the schema "convey".'
-          : 'Check the folder is writable.',
-    });
+    throw stateStoreError(error, location);
   }
   const db = createPoolDb(connection, { singleConnection: location.kind === 'embedded' });
   return {
     db,
     location,
     connection,
-    migrate: () => migrateLatest(connection, migrateOptions),
+    // `convey migrate` opens without migrating and calls this: its errors are the store's too.
+    migrate: () =>
+      migrateLatest(connection, migrateOptions).catch((error: unknown) => {
+        throw stateStoreError(error, location);
+      }),
     describeHolder: (info) => embedded?.describeHolder(info),
     async close() {
       await db.close();
       await embedded?.close();
     },
   };
+}
+
+/**
+ * What the state store's driver threw while convey opened, read or migrated it, as STATE_ERROR
+ * (exit 4): the store is unreachable or unusable, an operations problem, never "a bug in convey".
+ * A database that does not exist (SQLSTATE 3D000) gets its own message: the server is there and
+ * answers, so "check it is reachable" would send the reader the wrong way; the fix is to create it.
+ */
+export function stateStoreError(error: unknown, location: StateLocation, doing = 'prepare'): ConveyError {
+  if (isConveyError(error)) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (location.kind === 'postgres' && (error as { code?: unknown } | null)?.code === '3D000') {
+    const name = /database "(.+)" does not exist/.exec(message)?.[1] ?? databaseOf(location.url);
+    const server = serverOf(location.url);
+    return new ConveyError('STATE_ERROR', `the state database "${name}" does not exist (${describeLocation(location)})`, {
+      cause: error,
+      hint:
+        `Create it (createdb${server.host ? ` -h ${server.host}` : ''}${server.port ? ` -p ${server.port}` : ''}${server.user ? ` -U ${server.user}` : ''} ${name}, or CREATE DATABASE "${name}"), ` +
+        'or point CONVEY_STATE_URL at a database that exists; convey creates its schema "convey" in it on the first run (or with convey migrate).',
+    });
+  }
+  return new ConveyError('STATE_ERROR', `cannot ${doing} the state store (${describeLocation(location)}): ${message}`, {
+    cause: error,
+    hint:
+      location.kind === 'postgres'
+        ? 'Check CONVEY_STATE_URL points at a reachable PostgreSQL database and that the user may create the schema "convey".'
+        : 'Check the folder is writable.',
+  });
+}
+
+function databaseOf(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).pathname.slice(1));
+  } catch {
+    return '(the database in CONVEY_STATE_URL)';
+  }
+}
+
+/** Host, port and user of the URL, for the createdb line; never its password. */
+function serverOf(url: string): { host?: string; port?: string; user?: string } {
+  try {
+    const u = new URL(url);
+    return { ...(u.hostname ? { host: u.hostname } : {}), ...(u.port ? { port: u.port } : {}), ...(u.username ? { user: decodeURIComponent(u.username) } : {}) };
+  } catch {
+    return {};
+  }
 }

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { ConveyError } from '../../errors.ts';
 import { migrateDownAll } from '../../state/migrate.ts';
-import { describeLocation, openStateStore, stateLocation } from '../../state/store.ts';
+import { describeLocation, openStateStore, stateLocation, stateStoreError } from '../../state/store.ts';
 import { projectFrom, withProjectOption, type CommonFlags } from '../context.ts';
 import type { CliIO } from '../io.ts';
 
@@ -28,7 +28,9 @@ export function migrateCommand(io: CliIO): Command {
       const store = await openStateStore(location, 'convey migrate --down', false);
       try {
         const connection = store.connection;
-        const reverted = await migrateDownAll(connection);
+        const reverted = await migrateDownAll(connection).catch((error: unknown) => {
+          throw stateStoreError(error, location, 'roll back');
+        });
         io.stdout.write(`rolled back ${reverted.length} migration(s) in ${describeLocation(location)}\n`);
       } finally {
         await store.close();
