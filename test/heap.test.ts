@@ -38,3 +38,36 @@ test('the young generation stops growing at the cap, where V8 alone grows it fur
   // the step that reaches the cap may pass it (19.75–20.25 MiB, where V8 alone takes it to 128).
   t.true(capped <= 1.5 * YOUNG_GENERATION_BYTES, `with the cap: ${capped} bytes, cap ${YOUNG_GENERATION_BYTES}`);
 });
+
+/**
+ * V8's peak malloc (compiler zones among it) in a node process that makes 50 HTTP requests through
+ * undici, as the delivery engine does, with convey's wasm setting or without it.
+ */
+async function peakMallocOfRequests(baseline: boolean): Promise<number> {
+  const script = `
+    import { createServer } from 'node:http';
+    import { getHeapStatistics } from 'node:v8';
+    import { Agent, request } from 'undici';
+    ${baseline ? `const { keepWasmOnBaseline } = await import(${JSON.stringify(heapModule)}); keepWasmOnBaseline();` : ''}
+    const server = createServer((req, res) => { req.resume(); req.on('end', () => res.end('{}')); });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const agent = new Agent();
+    for (let i = 0; i < 50; i++) {
+      const answer = await request('http://127.0.0.1:' + server.address().port + '/', { dispatcher: agent, method: 'POST', body: 'x'.repeat(1000) });
+      await answer.body.text();
+    }
+    // The tier-up compiles on a background thread: give it time to happen.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await agent.close();
+    server.close();
+    process.stdout.write(String(getHeapStatistics().peak_malloced_memory));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import=tsx', '--input-type=module', '-e', script], { timeout: 60_000 });
+  return Number(stdout);
+}
+
+test("undici's HTTP parser stays on the baseline wasm compiler, without the 35–40 MB TurboFan compilation", async (t) => {
+  const [tieredUp, baseline] = await Promise.all([peakMallocOfRequests(false), peakMallocOfRequests(true)]);
+  const MB = 2 ** 20;
+  t.true(tieredUp > 20 * MB, `without the setting V8's peak malloc was ${tieredUp} bytes (this test needs the tier-up to happen to mean anything)`);
+  t.true(baseline < 10 * MB, `with the setting: ${baseline} bytes`);
+});

@@ -1,8 +1,9 @@
-import { capYoungGeneration, limitHeapGrowth } from './heap.ts';
+import { capYoungGeneration, keepWasmOnBaseline, limitHeapGrowth } from './heap.ts';
 import { main } from './main.ts';
 
 limitHeapGrowth();
 capYoungGeneration();
+keepWasmOnBaseline();
 const code = await main(process.argv.slice(2));
 process.exitCode = code;
 // Every command closes its pools and sockets, so the process ends by itself. If a dependency

@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
 import type { Clock } from '../time/clock.ts';
 
 export interface NotifyHttp {
@@ -14,12 +14,16 @@ const ANSWER_CHARS = 300;
  * HTTP for notifications: undici, one Agent for the command, and a deadline on the injected clock
  * for the whole exchange (connect, headers, body), so a channel that never answers costs at most
  * `timeoutMs` and tests move time instead of waiting. undici's own timeouts stay as a backstop.
+ * undici's index is loaded with the first notification, not with the command: 5 MB of heap
+ * (fetch, WebSocket, the cache) that a run with nothing to notify would carry to its end.
  */
 export function createNotifyHttp(options: { clock: Clock; timeoutMs: number }): NotifyHttp {
   const { clock, timeoutMs } = options;
+  let undici: Promise<typeof import('undici')> | undefined;
   let agent: Agent | undefined;
   return {
     async send(url, init) {
+      const { Agent, request } = await (undici ??= import('undici'));
       agent ??= new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
       const stop = new AbortController();
       void clock.sleep(timeoutMs, stop.signal).then(

@@ -1,4 +1,4 @@
-import { DateTime, Duration } from 'luxon';
+import { DateTime, Duration } from '../time/luxon.ts';
 import { ConveyError } from '../errors.ts';
 import type { Window } from '../time/window.ts';
 import { addMicros, fromEpochMillis, parseFixedDuration, parseInstant, type Instant } from '../time/instant.ts';

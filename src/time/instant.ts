@@ -1,4 +1,4 @@
-import { Duration } from 'luxon';
+import { Duration } from './luxon.ts';
 
 /**
  * A point in time with PostgreSQL's full microsecond precision, as a fixed-width UTC string:

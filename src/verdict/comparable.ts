@@ -1,4 +1,4 @@
-import { DateTime } from 'luxon';
+import { DateTime } from '../time/luxon.ts';
 import type { HistoryRun } from '../state/sql/history.ts';
 
 const MINUTE = 60_000;
