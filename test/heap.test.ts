@@ -68,6 +68,9 @@ async function peakMallocOfRequests(baseline: boolean): Promise<number> {
 test("undici's HTTP parser stays on the baseline wasm compiler, without the 35–40 MB TurboFan compilation", async (t) => {
   const [tieredUp, baseline] = await Promise.all([peakMallocOfRequests(false), peakMallocOfRequests(true)]);
   const MB = 2 ** 20;
+  t.log(`peak malloc with the setting ${baseline} bytes, without ${tieredUp}`);
   t.true(tieredUp > 20 * MB, `without the setting V8's peak malloc was ${tieredUp} bytes (this test needs the tier-up to happen to mean anything)`);
-  t.true(baseline < 10 * MB, `with the setting: ${baseline} bytes`);
+  // The setting removes the tier-up's compilation, whose size depends on Node's V8 (measured: 36 MB
+  // on Node 20, 16 on 22, 22 on 24); what remains is the same in both processes (tsx, undici's JS).
+  t.true(tieredUp - baseline > 10 * MB, `with the setting: ${baseline} bytes; without: ${tieredUp}`);
 });
