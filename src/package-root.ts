@@ -17,14 +17,12 @@ export const packageRoot: string = (() => {
   return dir;
 })();
 
-export const conveyVersion: string = (
-  JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
-).version;
+const manifest = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string; private?: boolean };
+
+export const conveyVersion: string = manifest.version;
 
 /** Whether convey is on the npm registry under its name. Until it is, `convey` there is an unrelated package. */
-export const conveyPublished: boolean = !(
-  JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { private?: boolean }
-).private;
+export const conveyPublished: boolean = !manifest.private;
 
 /**
  * The `$schema` reference written into a jobs repository's files: through the repository's own
