@@ -142,6 +142,25 @@ test('the sorted spill merges runs on disk in key order, ties in reading order, 
   });
 });
 
+test('the sorted spill keeps every record of runs and merge passes larger than one write', async (t) => {
+  await withSpillDir(async (dir) => {
+    // 36 runs of 1,100 (more than are merged at once, each several writes long), ties included.
+    const spill = new SortedSpill<{ key: string; seq: number }>(dir, 'big', 1100);
+    const n = 36 * 1100;
+    for (let seq = 0; seq < n; seq++) await spill.add({ key: `k${String((seq * 7919) % 20011).padStart(5, '0')}`, seq });
+    let count = 0;
+    let previous: { key: string; seq: number } | undefined;
+    let ordered = true;
+    for await (const r of spill.sorted()) {
+      if (previous && (previous.key > r.key || (previous.key === r.key && previous.seq >= r.seq))) ordered = false;
+      previous = r;
+      count++;
+    }
+    t.is(count, n);
+    t.true(ordered);
+  });
+});
+
 test('the SQL is read for what makes two reads differ, outside comments and strings', (t) => {
   const warn = (sql: string): string[] => determinismWarnings(sql, 'jobs/x.sql');
   t.deepEqual(warn("select id, 'now()' as _note from t -- random() here is a comment\nwhere x order by id limit 10"), []);
