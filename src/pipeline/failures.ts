@@ -2,11 +2,8 @@ import type { Trip } from '../delivery/endpoint-breaker.ts';
 import { actionFor, describeCause, fixFor, type Failure, type FailureKind } from '../delivery/failure.ts';
 import type { RunMode } from '../state/sql/runs.ts';
 
-/**
- * What failed in a run, grouped by cause and endpoint: the shape of `failures` in the run summary
- * (text and --json), the run history and `convey status`. One group per (cause, endpoint).
- */
-export interface FailureGroup {
+/** What a failure was and where: the part of a failure the summary, its history and status keep. */
+export interface FailureCause {
   /** Stable key, e.g. "http_500", "tls_DEPTH_ZERO_SELF_SIGNED_CERT", "dns_ENOTFOUND", "timeout_headers". */
   cause: string;
   kind: FailureKind;
@@ -16,6 +13,24 @@ export interface FailureGroup {
   message: string;
   /** Origin and path, never credentials or a query string. */
   endpoint: string;
+}
+
+function causeOf(f: Failure): FailureCause {
+  return {
+    cause: f.cause,
+    kind: f.kind,
+    ...(f.status === undefined ? {} : { status: f.status }),
+    ...(f.code === undefined ? {} : { code: f.code }),
+    message: f.message,
+    endpoint: f.endpoint,
+  };
+}
+
+/**
+ * What failed in a run, grouped by cause and endpoint: the shape of `failures` in the run summary
+ * (text and --json), the run history and `convey status`. One group per (cause, endpoint).
+ */
+export interface FailureGroup extends FailureCause {
   /** Conversions that failed for this cause (each is kept and sent first by the next run). */
   conversions: number;
   /** ISO instants of the first and last failed attempt. */
@@ -69,12 +84,7 @@ export class Failures {
   list(job: string): FailureGroup[] {
     return [...this.#groups.values()]
       .map(({ first: f, conversions, firstAt, lastAt }): FailureGroup => ({
-        cause: f.cause,
-        kind: f.kind,
-        ...(f.status === undefined ? {} : { status: f.status }),
-        ...(f.code === undefined ? {} : { code: f.code }),
-        message: f.message,
-        endpoint: f.endpoint,
+        ...causeOf(f),
         conversions,
         firstSeen: new Date(firstAt).toISOString(),
         lastSeen: new Date(lastAt).toISOString(),
@@ -102,13 +112,7 @@ export function failureHeadline(groups: readonly FailureGroup[]): string | undef
  * A run the endpoint breaker stopped (delivery/endpoint-breaker.ts): `stopped` in the summary and
  * its --json. The cause is also one of the run's `failures`.
  */
-export interface RunStop {
-  cause: string;
-  kind: FailureKind;
-  status?: number;
-  code?: string;
-  message: string;
-  endpoint: string;
+export interface RunStop extends FailureCause {
   /** Requests in a row that failed with this cause. */
   requests: number;
   /** Conversions this run claimed and never attempted (counted `deferred`). */
@@ -121,12 +125,7 @@ export interface RunStop {
 export function runStop(trip: Trip, counts: { notAttempted: number; waiting: number }, job: string): RunStop {
   const f = trip.failure;
   return {
-    cause: f.cause,
-    kind: f.kind,
-    ...(f.status === undefined ? {} : { status: f.status }),
-    ...(f.code === undefined ? {} : { code: f.code }),
-    message: f.message,
-    endpoint: f.endpoint,
+    ...causeOf(f),
     requests: trip.requests,
     notAttempted: counts.notAttempted,
     waiting: counts.waiting,
