@@ -1,6 +1,6 @@
 import { ConveyError } from '../errors.ts';
 import type { Source } from '../source/open.ts';
-import type { ReviewEngine } from '../source/review.ts';
+import { sampleRows, type ReviewEngine } from '../source/review.ts';
 import type { TestsDocument } from './tests-file.ts';
 
 /** Columns whose values identify people: in a fixture committed to a repository they are replaced. */
@@ -22,7 +22,7 @@ export async function sampleTest(source: Source, engine: ReviewEngine, tables: r
       throw new ConveyError('USAGE', `source "${source.name}" has no table ${table}`, { hint: 'Name a table the job reads, as schema.table or as the search path finds it.' });
     }
     doc.tables[table] ??= { columns: Object.fromEntries(columns.map((c) => [c.name, c.type])) };
-    rows[table] = (await engine.sampleRows(source, table, limit)).map((row) =>
+    rows[table] = (await sampleRows(source, table, limit)).map((row) =>
       Object.fromEntries(
         Object.entries(row).map(([column, value]) => {
           if (value === null || !IDENTIFYING.test(column)) return [column, value];

@@ -24,8 +24,6 @@ export interface ReviewEngine {
   describeTable(source: Source, table: string): Promise<Array<{ name: string; type: string }>>;
   /** Whether an index (or sort key) of `table` starts with `column`; undefined when the engine cannot tell. */
   leadsAnIndex(source: Source, table: string, column: string): Promise<boolean | undefined>;
-  /** Reads up to `limit` rows of `table`, every column as the source's driver returns it. */
-  sampleRows(source: Source, table: string, limit: number): Promise<Array<Record<string, unknown>>>;
   /** The name of a missing function when `error` says the engine lacks one (a dialect difference), else undefined. */
   missingFunction(error: unknown): string | undefined;
 }
@@ -80,6 +78,35 @@ export async function insertFixtureRows(
     );
     await source.execute(`insert into ${quote(table)} (${columns.map((c) => quote(c.name)).join(', ')}) values ${tuples.join(', ')}`, params);
   }
+}
+
+/** A possibly qualified name, `analytics.orders`, quoted part by part in the dialect's way. */
+export function quoteTableName(quoteIdent: (name: string) => string, table: string): string {
+  return table.split('.').map(quoteIdent).join('.');
+}
+
+/** Up to `limit` rows of `table`, every column as the source's driver returns it: a first test's fixture. */
+export async function sampleRows(source: Source, table: string, limit: number): Promise<Array<Record<string, unknown>>> {
+  const sql = `select * from ${quoteTableName(source.dialect.quoteIdent, table)} limit :limit`;
+  return (await source.execute(sql, { limit: { type: 'integer', value: limit } })).rows;
+}
+
+/**
+ * A table's columns and declared types from the SQL standard's catalogue (DuckDB, MySQL), the
+ * schema defaulting to the session's: `typeColumn` and `currentSchema` are where engines differ.
+ */
+export async function informationSchemaColumns(
+  source: Source,
+  table: string,
+  dialect: { typeColumn: string; currentSchema: string },
+): Promise<Array<{ name: string; type: string }>> {
+  const { schema, name } = splitTableName(table);
+  const { rows } = await source.execute(
+    `select column_name as name, ${dialect.typeColumn} as type from information_schema.columns
+      where table_name = :name and table_schema = ${schema ? ':schema' : dialect.currentSchema} order by ordinal_position`,
+    { name: { type: 'text', value: name }, ...(schema ? { schema: { type: 'text', value: schema } } : {}) },
+  );
+  return rows as Array<{ name: string; type: string }>;
 }
 
 /** Splits `schema.table` for catalogue lookups; `schema` is undefined for a bare name. */

@@ -1,12 +1,9 @@
 import { sourceOver } from '../open.ts';
-import { insertFixtureRows, splitTableName, type ReviewEngine } from '../review.ts';
+import { informationSchemaColumns, insertFixtureRows, quoteTableName, splitTableName, type ReviewEngine } from '../review.ts';
+import { duckdbDialect } from './dialect.ts';
 import { openDuckdb } from './index.ts';
 
-const quoteName = (name: string): string =>
-  name
-    .split('.')
-    .map((part) => `"${part.replaceAll('"', '""')}"`)
-    .join('.');
+const quoteName = (name: string): string => quoteTableName(duckdbDialect.quoteIdent, name);
 
 /**
  * DuckDB: fixtures in a new in-memory DuckDB (the same engine a DuckDB job reads with), created
@@ -35,20 +32,9 @@ export const duckdbReview: ReviewEngine = {
     };
   },
   onSource: () => undefined,
-  async describeTable(source, table) {
-    const { schema, name } = splitTableName(table);
-    const { rows } = await source.execute(
-      `select column_name as name, data_type as type from information_schema.columns
-        where table_name = :name and table_schema = ${schema ? ':schema' : 'current_schema()'} order by ordinal_position`,
-      { name: { type: 'text', value: name }, ...(schema ? { schema: { type: 'text', value: schema } } : {}) },
-    );
-    return rows as Array<{ name: string; type: string }>;
-  },
+  describeTable: (source, table) => informationSchemaColumns(source, table, { typeColumn: 'data_type', currentSchema: 'current_schema()' }),
   // DuckDB keeps min/max zone maps for every column instead of indexes a range scan starts from.
   leadsAnIndex: async () => undefined,
-  async sampleRows(source, table, limit) {
-    return (await source.execute(`select * from ${quoteName(table)} limit :limit`, { limit: { type: 'integer', value: limit } })).rows;
-  },
   missingFunction(error) {
     for (let e: unknown = error; e; e = (e as { cause?: unknown }).cause) {
       const name = /Scalar Function with name (\S+) does not exist/.exec((e as { message?: string }).message ?? '')?.[1];

@@ -1,13 +1,10 @@
 import { ConveyError } from '../../errors.ts';
 import { parseInstant } from '../../time/instant.ts';
 import { openSource } from '../open.ts';
-import { insertFixtureRows, splitTableName, type ReviewEngine } from '../review.ts';
+import { informationSchemaColumns, insertFixtureRows, quoteTableName, splitTableName, type ReviewEngine } from '../review.ts';
+import { mysqlDialect } from './dialect.ts';
 
-const quoteName = (name: string): string =>
-  name
-    .split('.')
-    .map((part) => `\`${part.replaceAll('`', '``')}\``)
-    .join('.');
+const quoteName = (name: string): string => quoteTableName(mysqlDialect.quoteIdent, name);
 
 /** MySQL reads a DATETIME literal without a zone, and refuses `…Z` in strict mode: UTC wall clock (the session is UTC). */
 const mysqlText = (value: string, type: string): string => {
@@ -52,15 +49,7 @@ export const mysqlReview: ReviewEngine = {
       close: () => source.close(),
     };
   },
-  async describeTable(source, table) {
-    const { schema, name } = splitTableName(table);
-    const { rows } = await source.execute(
-      `select column_name as name, column_type as type from information_schema.columns
-        where table_name = :name and table_schema = ${schema ? ':schema' : 'database()'} order by ordinal_position`,
-      { name: { type: 'text', value: name }, ...(schema ? { schema: { type: 'text', value: schema } } : {}) },
-    );
-    return rows as Array<{ name: string; type: string }>;
-  },
+  describeTable: (source, table) => informationSchemaColumns(source, table, { typeColumn: 'column_type', currentSchema: 'database()' }),
   async leadsAnIndex(source, table, column) {
     const { schema, name } = splitTableName(table);
     const { rows } = await source.execute(
@@ -69,9 +58,6 @@ export const mysqlReview: ReviewEngine = {
       { name: { type: 'text', value: name }, column: { type: 'text', value: column }, ...(schema ? { schema: { type: 'text', value: schema } } : {}) },
     );
     return Number((rows[0] as { n: number | string }).n) > 0;
-  },
-  async sampleRows(source, table, limit) {
-    return (await source.execute(`select * from ${quoteName(table)} limit :limit`, { limit: { type: 'integer', value: limit } })).rows;
   },
   missingFunction(error) {
     for (let e: unknown = error; e; e = (e as { cause?: unknown }).cause) {

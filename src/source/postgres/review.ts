@@ -1,15 +1,11 @@
 import { startMemoryPostgres } from '../../embedded/pglite.ts';
 import { ConveyError } from '../../errors.ts';
 import { openSource, sourceOver, type Source } from '../open.ts';
-import { insertFixtureRows, type FixtureSession, type ReviewEngine } from '../review.ts';
+import { insertFixtureRows, quoteTableName, type FixtureSession, type ReviewEngine } from '../review.ts';
+import { postgresDialect } from './dialect.ts';
 import { postgresDriver } from './driver.ts';
 
-/** PostgreSQL's way of quoting a name: `analytics.orders` → `"analytics"."orders"`. */
-const quoteName = (name: string): string =>
-  name
-    .split('.')
-    .map((part) => `"${part.replaceAll('"', '""')}"`)
-    .join('.');
+const quoteName = (name: string): string => quoteTableName(postgresDialect.quoteIdent, name);
 
 function postgresSession(source: Source, temporary: boolean, closeEngine: () => Promise<void>): FixtureSession {
   return {
@@ -72,9 +68,6 @@ export const postgresReview: ReviewEngine = {
       { table: { type: 'text', value: quoteName(table) }, column: { type: 'text', value: column } },
     );
     return Boolean((rows[0] as { indexed: boolean }).indexed);
-  },
-  async sampleRows(source, table, limit) {
-    return (await source.execute(`select * from ${quoteName(table)} limit :limit`, { limit: { type: 'integer', value: limit } })).rows;
   },
   missingFunction(error) {
     for (let e: unknown = error; e; e = (e as { cause?: unknown }).cause) {
