@@ -21,7 +21,7 @@ export interface InitResult {
  * (the package called `convey` there is an unrelated one), a version range would install that
  * package or fail: the default is the copy of convey that is running, as a folder dependency.
  */
-export function defaultConveySpec(dir: string): string {
+function defaultConveySpec(dir: string): string {
   if (conveyPublished) return `^${conveyVersion}`;
   return `file:${relative(dir, packageRoot).split('\\').join('/') || '.'}`;
 }
