@@ -2,23 +2,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import type { TestsDocument } from '../src/mapping-tests/tests-file.ts';
-import { CONVERSIONS_SQL, insertRows, projectWithRows, rows } from './helpers/fixtures.ts';
+import { CLASSIC_FOR_TESTS, CONVERSIONS_SQL, insertRows, PHONE_ORDERS_SQL, projectWithRows, rows } from './helpers/fixtures.ts';
 import { createTestProject, type TestProject } from './helpers/project.ts';
 
 // Serial: each test starts an in-memory PGlite in this process; four at once on a loaded 2-core
 // machine stalled the embedded socket server past knex's 60 s wait for a connection.
 
-/** Phone orders where a refund is a row of its own: the mapping makes its revenue negative. */
-const ORDERS_SQL = `select order_id as conversion_id, closed_at as occurred_at, visitor as visitor_id,
-       'purchase' as event_key, '111' as event_id,
-       case when kind = 'refund' then -total_cents else total_cents end as revenue_cents,
-       bucketing as experiments
-  from phone_orders
- where closed_at >= :window_start and closed_at < :window_end`;
-
 const TABLES = { phone_orders: { columns: { order_id: 'text', closed_at: 'timestamptz', visitor: 'text', kind: 'text', total_cents: 'integer', bucketing: 'json' } } };
-
-const CLASSIC = { destination: { type: 'optimizely-classic', projectId: '1234567', endpoint: 'http://127.0.0.1:9/event', src: 'convey-test' } };
 
 function writeTests(project: TestProject, job: string, document: TestsDocument): void {
   writeFileSync(join(project.dir, 'jobs', `${job}.tests.json`), JSON.stringify(document, null, 2));
@@ -29,7 +19,7 @@ const readTests = (project: TestProject, job: string): TestsDocument => JSON.par
 async function project(t: { teardown(fn: () => Promise<void>): void }): Promise<TestProject> {
   const p = await createTestProject();
   t.teardown(() => p.close());
-  p.writeJob('orders', ORDERS_SQL, CLASSIC);
+  p.writeJob('orders', PHONE_ORDERS_SQL, CLASSIC_FOR_TESTS);
   return p;
 }
 
@@ -62,7 +52,7 @@ test.serial('convey test passes and fails with one line per field, and checks re
   t.regex(passed.stdout, /✓ a refund is negative revenue\n {2}✓ bad rows are rejected by reason\n2 test\(s\): 2 passed, 0 failed/);
 
   // The mapping forgets the sign of refunds: the failure names the conversion, the field and both values.
-  p.writeJob('orders', ORDERS_SQL.replace("case when kind = 'refund' then -total_cents else total_cents end", 'total_cents'), CLASSIC);
+  p.writeJob('orders', PHONE_ORDERS_SQL.replace("case when kind = 'refund' then -total_cents else total_cents end", 'total_cents'), CLASSIC_FOR_TESTS);
   const failed = await p.cli(['test', 'orders']);
   t.is(failed.code, 1);
   t.regex(failed.stdout, /✗ a refund is negative revenue\n {6}A1\.revenue_cents: expected -500, got 500\n {6}requests\[0\]\.url: expected "[^"]*v=-500[^"]*", got "[^"]*v=500[^"]*"\n/);
@@ -88,7 +78,7 @@ test.serial('--record writes what the mapping does as the expectations, and the 
 
 test.serial('a function the embedded engine lacks is a clear message that points at --on-source', async (t) => {
   const p = await project(t);
-  p.writeJob('orders', ORDERS_SQL.replace("'purchase' as event_key", 'getdate() as _when, \'purchase\' as event_key'), CLASSIC);
+  p.writeJob('orders', PHONE_ORDERS_SQL.replace("'purchase' as event_key", 'getdate() as _when, \'purchase\' as event_key'), CLASSIC_FOR_TESTS);
   writeTests(p, 'orders', { tables: TABLES, tests: [{ name: 'any', rows: { phone_orders: [] } }] });
   const run = await p.cli(['test', 'orders']);
   t.is(run.code, 1);

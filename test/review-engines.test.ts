@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
+import { CLASSIC_FOR_TESTS, PHONE_ORDERS_SQL } from './helpers/fixtures.ts';
 import { createTestProject, type TestProject } from './helpers/project.ts';
 import { contractEngines } from './helpers/source-engines.ts';
 
@@ -9,15 +10,6 @@ import { contractEngines } from './helpers/source-engines.ts';
  * tests run on an in-memory DuckDB; a MySQL/MariaDB job's, which has no embedded engine, on the
  * source in temporary tables. (PostgreSQL and PGlite: mapping-tests.test.ts, scaffold.test.ts.)
  */
-
-const ORDERS_SQL = `select order_id as conversion_id, closed_at as occurred_at, visitor as visitor_id,
-       'purchase' as event_key, '111' as event_id,
-       case when kind = 'refund' then -total_cents else total_cents end as revenue_cents,
-       bucketing as experiments
-  from phone_orders
- where closed_at >= :window_start and closed_at < :window_end`;
-
-const CLASSIC = { destination: { type: 'optimizely-classic', projectId: '1234567', endpoint: 'http://127.0.0.1:9/event', src: 'convey-test' } };
 
 function tests(types: Record<string, string>): Record<string, unknown> {
   return {
@@ -46,7 +38,7 @@ async function projectOn(t: { teardown(fn: () => Promise<void>): void }, source:
   const p = await createTestProject();
   t.teardown(() => p.close());
   writeFileSync(join(p.dir, 'config', 'default.json'), JSON.stringify({ sources: { warehouse: source } }));
-  p.writeJob('orders', ORDERS_SQL, CLASSIC);
+  p.writeJob('orders', PHONE_ORDERS_SQL, CLASSIC_FOR_TESTS);
   return p;
 }
 
@@ -56,7 +48,7 @@ test('duckdb: mapping tests run on an in-memory DuckDB, pass, and fail with one 
   const passed = await p.cli(['test', 'orders']);
   t.is(passed.code, 0, passed.stdout + passed.stderr);
   t.regex(passed.stdout, /1 test\(s\) on DuckDB \(in memory\)/);
-  p.writeJob('orders', ORDERS_SQL.replace("case when kind = 'refund' then -total_cents else total_cents end", 'total_cents'), CLASSIC);
+  p.writeJob('orders', PHONE_ORDERS_SQL.replace("case when kind = 'refund' then -total_cents else total_cents end", 'total_cents'), CLASSIC_FOR_TESTS);
   const failed = await p.cli(['test', 'orders']);
   t.is(failed.code, 1);
   t.regex(failed.stdout, /A1\.revenue_cents: expected -500, got 500/);
@@ -73,7 +65,7 @@ if (mariadb) {
     await db.sql('create table phone_orders (order_id varchar(20) primary key, closed_at datetime(6), visitor varchar(64), kind varchar(10), total_cents int, bucketing json, key by_closed (closed_at))');
     await db.insert('phone_orders', [{ order_id: 'REAL', closed_at: '2026-03-01T00:00:00Z', visitor: 'x', kind: 'sale', total_cents: 1, bucketing: '{}' }]);
     writeFileSync(join(p.dir, 'config', 'default.json'), JSON.stringify({ sources: { warehouse: db.config } }));
-    p.writeJob('orders', ORDERS_SQL, CLASSIC);
+    p.writeJob('orders', PHONE_ORDERS_SQL, CLASSIC_FOR_TESTS);
     writeFileSync(join(p.dir, 'jobs', 'orders.tests.json'), JSON.stringify(tests({ order_id: 'varchar(20)', closed_at: 'datetime(6)', visitor: 'varchar(64)', kind: 'varchar(10)', total_cents: 'int', bucketing: 'json' })));
 
     const onSource = await p.cli(['test', 'orders']);

@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { worstExitCode } from '../src/cli/run-many.ts';
 import type { AlertSettings } from '../src/config/alerts.ts';
 import { successfulRunsBefore, type HistoryRun } from '../src/state/sql/history.ts';
@@ -8,6 +8,7 @@ import { comparableRuns, weekMinute } from '../src/verdict/comparable.ts';
 import type { RunWarning } from '../src/verdict/warning.ts';
 import { CONVERSIONS_SQL, eventsJob, insertRows, projectWithRows, withReceiver, type SummaryJson } from './helpers/fixtures.ts';
 import { rowsBetween, writeHistory, type PastRun } from './helpers/history.ts';
+import type { TestProject } from './helpers/project.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -163,12 +164,19 @@ test('zero rows on a night that usually has 40,000: low_volume in the summary, t
   });
 });
 
-test('five times the usual volume (a join that fans out) is high_volume', async (t) => {
+/** 500 rows tonight after eight nights of about 100 (a join that fans out), sent to a receiver. */
+async function withFannedOutNight(t: ExecutionContext, fn: (project: TestProject) => Promise<void>): Promise<void> {
   const now = Date.now();
   const project = await projectWithRows(t, rowsBetween(500, now - DAY + 60_000, now - 60_000));
   await writeHistory(project, 'orders', now, nightlyHistory(8, () => 100), now - DAY);
   await withReceiver({ protocol: 'events' }, async (receiver) => {
     project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 500 }));
+    await fn(project);
+  });
+}
+
+test('five times the usual volume (a join that fans out) is high_volume', async (t) => {
+  await withFannedOutNight(t, async (project) => {
     const run = await project.cli(['run', 'orders', '--json', '--fail-on', 'warnings']);
     t.is(run.code, 5, run.stderr);
     const summary = run.json<SummaryJson>();
@@ -179,11 +187,7 @@ test('five times the usual volume (a join that fans out) is high_volume', async 
 });
 
 test('run --all takes --fail-on too: a warning it names is exit 5 for the combined run, below a failed job', async (t) => {
-  const now = Date.now();
-  const project = await projectWithRows(t, rowsBetween(500, now - DAY + 60_000, now - 60_000));
-  await writeHistory(project, 'orders', now, nightlyHistory(8, () => 100), now - DAY);
-  await withReceiver({ protocol: 'events' }, async (receiver) => {
-    project.writeJob('orders', CONVERSIONS_SQL, eventsJob(receiver, { batchSize: 500 }));
+  await withFannedOutNight(t, async (project) => {
     const run = await project.cli(['run', '--all', '--json', '--fail-on', 'warnings']);
     t.is(run.code, 5, run.stderr);
     t.like(run.json<{ exitCode: number; jobs: Array<{ job: string; exitCode: number }> }>(), { exitCode: 5, jobs: [{ job: 'orders', exitCode: 5 }] });

@@ -1,6 +1,5 @@
-import { once } from 'node:events';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveOnLoopback } from './loopback-server.ts';
 
 export interface Captured {
   method: string;
@@ -27,9 +26,8 @@ export interface CaptureServer {
 export async function captureServer(answer: CaptureServer['answer'] = 'ok'): Promise<CaptureServer> {
   const requests: Captured[] = [];
   const waiters: Array<{ n: number; resolve: (r: Captured[]) => void }> = [];
-  const sockets = new Set<Socket>();
   const state = { answer };
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const server = await serveOnLoopback((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -40,15 +38,8 @@ export async function captureServer(answer: CaptureServer['answer'] = 'ok'): Pro
       res.writeHead(state.answer === 'ok' ? 200 : 500, { 'content-type': 'text/plain' }).end(state.answer === 'ok' ? 'OK' : 'no_service');
     });
   });
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: server.origin,
     requests,
     get answer() {
       return state.answer;
@@ -57,10 +48,6 @@ export async function captureServer(answer: CaptureServer['answer'] = 'ok'): Pro
       state.answer = value;
     },
     received: (n) => (requests.length >= n ? Promise.resolve(requests.slice()) : new Promise((resolve) => waiters.push({ n, resolve }))),
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      server.close();
-      await once(server, 'close');
-    },
+    close: () => server.close(),
   };
 }

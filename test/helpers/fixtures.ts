@@ -113,3 +113,14 @@ export async function projectWithRows(t: { teardown(fn: () => Promise<void>): vo
   if (list.length) await insertRows(project, list);
   return project;
 }
+
+/** Phone orders where a refund is a row of its own: the mapping makes its revenue negative (mapping tests on every engine). */
+export const PHONE_ORDERS_SQL = `select order_id as conversion_id, closed_at as occurred_at, visitor as visitor_id,
+       'purchase' as event_key, '111' as event_id,
+       case when kind = 'refund' then -total_cents else total_cents end as revenue_cents,
+       bucketing as experiments
+  from phone_orders
+ where closed_at >= :window_start and closed_at < :window_end`;
+
+/** A classic destination for commands that send nothing (`convey test`, `new`): its endpoint is never reached. */
+export const CLASSIC_FOR_TESTS = { destination: { type: 'optimizely-classic', projectId: '1234567', endpoint: 'http://127.0.0.1:9/event', src: 'convey-test' } };

@@ -1,6 +1,5 @@
-import { once } from 'node:events';
-import { createServer, request, type IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import { request, type IncomingMessage } from 'node:http';
+import { serveOnLoopback } from './loopback-server.ts';
 
 /**
  * An endpoint in front of the receiver that refuses every request with `status` while closed (a
@@ -21,8 +20,7 @@ export interface Gate {
 }
 
 export async function startGate(upstream: string, refuse: number | undefined): Promise<Gate> {
-  const sockets = new Set<Socket>();
-  const server = createServer((req: IncomingMessage, res) => {
+  const server = await serveOnLoopback((req: IncomingMessage, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -41,22 +39,6 @@ export async function startGate(upstream: string, refuse: number | undefined): P
       forward.end(Buffer.concat(chunks));
     });
   });
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  const gate: Gate = {
-    origin: `http://127.0.0.1:${port}`,
-    refuse,
-    refused: 0,
-    passed: 0,
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  const gate: Gate = { origin: server.origin, refuse, refused: 0, passed: 0, close: () => server.close() };
   return gate;
 }
