@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { ConveyError } from '../errors.ts';
 import { parseFixedDuration, parseInstant, type Instant } from '../time/instant.ts';
 import { conveyVersion } from '../package-root.ts';
@@ -411,10 +411,4 @@ function invalid(file: string, problems: string[]): ConveyError {
     hint: `Fix ${file}; schema/${file.includes('jobs/') ? 'job' : 'config'}.schema.json describes every setting.`,
     details: { file, problems },
   });
-}
-
-/** For messages: a path relative to the project when it is inside it. */
-export function displayPath(project: { dir: string }, path: string): string {
-  const rel = relative(project.dir, path);
-  return rel.startsWith('..') ? path : rel;
 }

@@ -143,10 +143,6 @@ export function addMicros(instant: Instant, delta: bigint): Instant {
   return fromMicros(toMicros(instant) + delta);
 }
 
-export function minInstant(a: Instant, b: Instant): Instant {
-  return a < b ? a : b;
-}
-
 export function maxInstant(a: Instant, b: Instant): Instant {
   return a > b ? a : b;
 }
